@@ -1,0 +1,70 @@
+"""The FastAPI application factory: management API, events, jobs and operations."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from idp_sync.api import errors, ops
+from idp_sync.auth.services import ApiKeyVerifier
+from idp_sync.config import Settings
+from idp_sync.context import correlation_id, new_correlation_id
+from idp_sync.runtime import Runtime
+from idp_sync.tasks import create_celery_app
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API for ``runtime`` (or a new one for ``settings``); connects nothing yet."""
+    from idp_sync.events.api import router as events_router
+    from idp_sync.jobs.api import router as jobs_router
+    from idp_sync.memberships.api import router as memberships_router
+    from idp_sync.organizations.api import router as organizations_router
+    from idp_sync.rbac.api import router as rbac_router
+    from idp_sync.users.api import router as users_router
+
+    runtime = runtime or Runtime(settings)
+    if runtime.celery is None:
+        create_celery_app(runtime=runtime)
+    app = FastAPI(title="idp-sync", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app.state.runtime = runtime
+    app.state.api_keys = ApiKeyVerifier(runtime.settings.api_key, runtime.settings.api_key_cache_seconds)
+    errors.install(app)
+    for router in (
+        ops.router,
+        rbac_router,
+        organizations_router,
+        users_router,
+        memberships_router,
+        events_router,
+        jobs_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+    return app
+
+
+class CorrelationMiddleware:
+    """Every request gets a correlation id (``X-Request-Id``), carried into the tasks it
+    enqueues and their log lines. Pure ASGI: no per-request task like BaseHTTPMiddleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id")
+        value = given.decode("latin-1")[:64] if given else new_correlation_id()
+        token = correlation_id.set(value)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", value.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)

@@ -1,0 +1,71 @@
+"""Configuration from environment variables (pydantic-settings).
+
+With nothing set, everything runs on the embedded default under ``./.idp-sync/``:
+SQLite for data and Celery's SQLAlchemy transport on SQLite as the broker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of idp-sync. Names are the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Field(default=Path(".idp-sync"), alias="IDP_SYNC_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    broker_url: str | None = Field(default=None, alias="BROKER_URL")
+    api_key: str | None = Field(default=None, alias="IDP_SYNC_API_KEY")
+    public_url: str = Field(default="http://127.0.0.1:8000", alias="IDP_SYNC_PUBLIC_URL")
+
+    # Pipeline
+    sweeper_interval_seconds: float = Field(default=30.0, alias="IDP_SYNC_SWEEPER_INTERVAL")
+    sweeper_threshold_seconds: float = Field(default=60.0, alias="IDP_SYNC_SWEEPER_THRESHOLD")
+    job_batch_size: int = Field(default=2000, alias="IDP_SYNC_JOB_BATCH_SIZE", ge=1)
+    job_lease_seconds: float = Field(default=120.0, alias="IDP_SYNC_JOB_LEASE_SECONDS")
+    publish_timeout_seconds: float = Field(default=2.0, alias="IDP_SYNC_PUBLISH_TIMEOUT")
+
+    # HTTP
+    idempotency_ttl_hours: int = Field(default=24, alias="IDP_SYNC_IDEMPOTENCY_TTL_HOURS")
+    api_key_cache_seconds: float = Field(default=30.0, alias="IDP_SYNC_API_KEY_CACHE_SECONDS")
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when no external database is configured (SQLite under data_dir)."""
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return _normalise_db_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'idp-sync.sqlite').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    def ensure_data_dir(self) -> None:
+        if self.is_embedded or not self.broker_url:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _normalise_db_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given in the common ``postgresql://`` form."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,21 @@
+"""Imports every table module so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from idp_sync.auth import models as auth_models
+from idp_sync.db import Base
+from idp_sync.events import models as event_models
+from idp_sync.jobs import models as job_models
+from idp_sync.memberships import models as membership_models
+from idp_sync.organizations import models as organization_models
+from idp_sync.rbac import models as rbac_models
+from idp_sync.users import models as user_models
+
+__all__ = [
+    "Base",
+    "auth_models",
+    "event_models",
+    "job_models",
+    "membership_models",
+    "organization_models",
+    "rbac_models",
+    "user_models",
+]

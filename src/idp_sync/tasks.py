@@ -1,0 +1,248 @@
+"""The Celery side of the pipeline (DESIGN §4, STYLE "Tasks").
+
+* ``create_celery_app`` builds the app for a set of settings; nothing connects at import.
+* ``DbTask`` is the one base class: it gives the task body a ``TaskContext`` (sessions in
+  transactions it commits, progress reporting), marks the outbox message completed,
+  retries on transient database errors, and logs duration and outcome.
+* ``enqueue`` records work as an outbox row in the caller's transaction and publishes it
+  from an after-commit hook; ``publish_pending`` is that hook. Beat's sweeper
+  (``idp_sync.events.outbox``) republishes what a failed publish or a lost worker left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery, Task, signals
+from kombu import Queue
+from sqlalchemy import event, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from idp_sync.config import Settings, get_settings
+from idp_sync.context import correlation_id, current_correlation_id
+from idp_sync.db import utcnow
+from idp_sync.events.models import OutboxMessage
+from idp_sync.ids import new_id
+from idp_sync.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("sync", "bulk", "webhooks", "maintenance")
+TASK_MODULES = ["idp_sync.events.outbox", "idp_sync.jobs.tasks"]
+_PENDING_KEY = "idp_sync.pending_publish"
+
+
+def create_celery_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Celery:
+    """A Celery app bound to ``runtime`` (or a new one for ``settings``)."""
+    runtime = runtime or Runtime(settings or get_settings())
+    settings = runtime.settings
+    settings.ensure_data_dir()
+    app = Celery("idp_sync", set_as_current=False)
+    broker = settings.effective_broker_url
+    app.conf.update(
+        broker_url=broker,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(broker, settings),
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue="sync",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_create_missing_queues=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        beat_schedule={
+            "sweep-outbox": {
+                "task": "idp_sync.outbox.sweep",
+                "schedule": settings.sweeper_interval_seconds,
+                "options": {"queue": "maintenance", "expires": settings.sweeper_interval_seconds},
+            },
+        },
+        include=TASK_MODULES,
+    )
+    app.idp_runtime = runtime  # type: ignore[attr-defined]
+    runtime.celery = app
+    app.loader.import_default_modules()
+    return app
+
+
+def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
+    timeout = settings.publish_timeout_seconds
+    if broker.startswith(("redis://", "rediss://")):
+        return {
+            "visibility_timeout": 3600,
+            "socket_connect_timeout": timeout,
+            "socket_timeout": max(timeout, 5.0),
+        }
+    return {}
+
+
+def runtime_of(app: Celery) -> Runtime:
+    runtime = getattr(app, "idp_runtime", None)
+    if runtime is None:  # an app made elsewhere (e.g. `celery -A workers.celery_app`)
+        runtime = Runtime()
+        app.idp_runtime = runtime  # type: ignore[attr-defined]
+        runtime.celery = app
+    return runtime
+
+
+# --- enqueue after commit -------------------------------------------------------------
+
+
+def enqueue(
+    session: Session,
+    task_name: str,
+    *,
+    queue: str,
+    delay_sweep_seconds: float | None = None,
+    **kwargs: Any,
+) -> OutboxMessage:
+    """Record ``task_name(**kwargs)`` as work to do, in ``session``'s transaction.
+
+    The message is published after the transaction commits; if publishing fails, or the
+    worker is lost, the sweeper republishes it once ``available_at`` has passed.
+    """
+    runtime: Runtime | None = session.info.get("runtime")
+    threshold = delay_sweep_seconds
+    if threshold is None:
+        threshold = runtime.settings.sweeper_threshold_seconds if runtime else 60.0
+    message = OutboxMessage(
+        id=new_id("outbox"),
+        task_name=task_name,
+        kwargs=kwargs,
+        queue=queue,
+        correlation_id=current_correlation_id(),
+        available_at=utcnow() + dt.timedelta(seconds=threshold),
+        published_count=1,
+    )
+    session.add(message)
+    session.info.setdefault(_PENDING_KEY, []).append(message)
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
+    runtime: Runtime | None = session.info.get("runtime")
+    if pending and runtime is not None and runtime.celery is not None:
+        publish_pending(runtime.celery, pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    if not session.in_transaction():
+        session.info.pop(_PENDING_KEY, None)
+
+
+def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
+    """Publish outbox messages; a failure is logged and left to the sweeper. Returns sent."""
+    sent = 0
+    for message in messages:
+        try:
+            app.send_task(
+                message.task_name,
+                kwargs={**message.kwargs, "outbox_id": message.id},
+                queue=message.queue,
+                headers={"correlation_id": message.correlation_id},
+                retry=False,
+            )
+            sent += 1
+        except Exception as exc:  # broker down: the row stays pending for the sweeper
+            log.warning(
+                "publish failed; the sweeper will retry",
+                extra={"task_name": message.task_name, "outbox_id": message.id, "error": str(exc)},
+            )
+    return sent
+
+
+# --- the task base class --------------------------------------------------------------
+
+
+@dataclass
+class TaskContext:
+    """What a task body gets: transactions, progress reporting, its own name."""
+
+    task: DbTask
+    runtime: Runtime
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work, committed when the block ends (rolled back on error)."""
+        with self.runtime.transaction() as session:
+            yield session
+
+    def progress(self, **meta: Any) -> None:
+        """Report progress as task state (visible in Flower when a backend is set)."""
+        if self.task.request.id and not self.task.request.is_eager:
+            with contextlib.suppress(Exception):
+                self.task.update_state(state="PROGRESS", meta=meta)
+
+
+class DbTask(Task):  # type: ignore[misc]
+    """Base of every idp-sync task: owns sessions, transactions, retries, outbox and logs."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = (OperationalError, DBAPIError)
+    retry_backoff = True
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 5
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        outbox_id = kwargs.pop("outbox_id", None)
+        headers = getattr(self.request, "headers", None) or {}
+        cid = headers.get("correlation_id") or getattr(self.request, "correlation_id", None)
+        token = correlation_id.set(cid)
+        runtime = runtime_of(self.app)
+        started = time.perf_counter()
+        try:
+            result = self.run(TaskContext(self, runtime), *args, **kwargs)
+            if outbox_id is not None:
+                complete_outbox_message(runtime, outbox_id)
+        except Exception:
+            log.exception(
+                "task failed",
+                extra={"task_name": self.name, "duration_ms": _ms(started), "outbox_id": outbox_id},
+            )
+            raise
+        finally:
+            correlation_id.reset(token)
+        log.info("task done", extra={"task_name": self.name, "duration_ms": _ms(started)})
+        return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def complete_outbox_message(runtime: Runtime, outbox_id: str) -> None:
+    with runtime.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
+            .values(completed_at=utcnow())
+        )
+
+
+@signals.worker_process_init.connect
+def _fresh_engine_in_child(**_: Any) -> None:
+    """A forked pool process must not share the parent's database connections."""
+    from celery import current_app
+
+    runtime = getattr(current_app, "idp_runtime", None)
+    if runtime is not None:
+        runtime.dispose()
