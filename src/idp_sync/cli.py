@@ -78,7 +78,11 @@ def api(host: str, port: int, workers: int) -> None:
     _logging()
     _migrate_if_embedded(Runtime())
     uvicorn.run(
-        "idp_sync.api.asgi:app", host=host, port=port, workers=workers, access_log=False,
+        "idp_sync.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
         proxy_headers=True,
     )
 

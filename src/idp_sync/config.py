@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".idp-sync"), alias="IDP_SYNC_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     broker_url: str | None = Field(default=None, alias="BROKER_URL")
+    # Prefix of every broker key, so that several deployments (or test runs) share a Redis.
+    broker_key_prefix: str = Field(default="", alias="IDP_SYNC_BROKER_KEY_PREFIX")
     api_key: str | None = Field(default=None, alias="IDP_SYNC_API_KEY")
     public_url: str = Field(default="http://127.0.0.1:8000", alias="IDP_SYNC_PUBLIC_URL")
 

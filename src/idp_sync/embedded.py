@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def worker_and_beat(app: Celery, *, beat: bool = True, concurrency: int = 2) -> Iterator[None]:
     """Run a worker (thread pool) on every queue, and optionally beat, until the block ends."""
-    settings = app.idp_runtime.settings  # type: ignore[attr-defined]
+    settings = app.idp_runtime.settings
     clock = None
     with start_worker(
         app,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task, signals
-from kombu import Queue
+from kombu.entity import Queue
 from sqlalchemy import event, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -72,7 +72,7 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
         },
         include=TASK_MODULES,
     )
-    app.idp_runtime = runtime  # type: ignore[attr-defined]
+    app.idp_runtime = runtime
     runtime.celery = app
     app.loader.import_default_modules()
     return app
@@ -81,11 +81,14 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
 def _transport_options(broker: str, settings: Settings) -> dict[str, Any]:
     timeout = settings.publish_timeout_seconds
     if broker.startswith(("redis://", "rediss://")):
-        return {
+        options: dict[str, Any] = {
             "visibility_timeout": 3600,
             "socket_connect_timeout": timeout,
             "socket_timeout": max(timeout, 5.0),
         }
+        if settings.broker_key_prefix:
+            options["global_keyprefix"] = settings.broker_key_prefix
+        return options
     return {}
 
 
@@ -93,7 +96,7 @@ def runtime_of(app: Celery) -> Runtime:
     runtime = getattr(app, "idp_runtime", None)
     if runtime is None:  # an app made elsewhere (e.g. `celery -A workers.celery_app`)
         runtime = Runtime()
-        app.idp_runtime = runtime  # type: ignore[attr-defined]
+        app.idp_runtime = runtime
         runtime.celery = app
     return runtime
 

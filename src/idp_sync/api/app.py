@@ -27,7 +27,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         create_celery_app(runtime=runtime)
     app = FastAPI(title="idp-sync", version="0.1.0", docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
-    app.state.api_keys = ApiKeyVerifier(runtime.settings.api_key, runtime.settings.api_key_cache_seconds)
+    app.state.api_keys = ApiKeyVerifier(
+        runtime.settings.api_key, runtime.settings.api_key_cache_seconds
+    )
     errors.install(app)
     for router in (
         ops.router,

@@ -33,10 +33,20 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     errors: list[dict[str, Any]] = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        errors.append({"code": err.get("type", "invalid"), "field": ".".join(loc), "message": err.get("msg", "")})
+        errors.append(
+            {
+                "code": err.get("type", "invalid"),
+                "field": ".".join(loc),
+                "message": err.get("msg", ""),
+            }
+        )
     if any(e["code"] == "json_invalid" for e in errors):
-        return JSONResponse({"code": "bad_request", "message": "the request body is not valid JSON"}, 400)
-    message = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or "invalid request"
+        return JSONResponse(
+            {"code": "bad_request", "message": "the request body is not valid JSON"}, 400
+        )
+    message = (
+        "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or "invalid request"
+    )
     body = {"code": "invalid_request_parameters", "message": message, "errors": errors}
     return JSONResponse(body, status_code=422)
 
@@ -48,4 +58,6 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return JSONResponse({"code": "server_error", "message": "internal server error"}, status_code=500)
+    return JSONResponse(
+        {"code": "server_error", "message": "internal server error"}, status_code=500
+    )

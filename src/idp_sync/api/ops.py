@@ -23,7 +23,9 @@ async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     checks = await run_in_threadpool(_checks, runtime)
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
 
 
 def _checks(runtime: Runtime) -> dict[str, str]:

@@ -26,9 +26,13 @@ class IdempotencyGuard:
     fingerprint: str  # hash of method, path and body
 
     @classmethod
-    def build(cls, client_key: str, authorization: str, method: str, path: str, body: bytes) -> IdempotencyGuard:
+    def build(
+        cls, client_key: str, authorization: str, method: str, path: str, body: bytes
+    ) -> IdempotencyGuard:
         scope = hashlib.sha256(authorization.encode()).hexdigest()[:16]
-        fingerprint = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+        fingerprint = hashlib.sha256(
+            method.encode() + b" " + path.encode() + b"\n" + body
+        ).hexdigest()
         return cls(key=f"{scope}:{client_key[:255]}", fingerprint=fingerprint)
 
     def lookup(self, session: Session, ttl_hours: int) -> tuple[int, Any] | None:
@@ -49,7 +53,10 @@ class IdempotencyGuard:
     def store(self, session: Session, status_code: int, body: Any) -> None:
         session.add(
             IdempotencyRecord(
-                key=self.key, fingerprint=self.fingerprint, status_code=status_code, body=body,
+                key=self.key,
+                fingerprint=self.fingerprint,
+                status_code=status_code,
+                body=body,
                 created_at=utcnow(),
             )
         )

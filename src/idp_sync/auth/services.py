@@ -27,7 +27,11 @@ def create_api_key(session: Session, name: str) -> tuple[ApiKey, str]:
     """A new key; the raw value is returned once and never stored."""
     raw = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 bits
     key = ApiKey(
-        id=new_id("api_key"), name=name, key_hash=hash_key(raw), prefix=raw[:12], created_at=utcnow()
+        id=new_id("api_key"),
+        name=name,
+        key_hash=hash_key(raw),
+        prefix=raw[:12],
+        created_at=utcnow(),
     )
     session.add(key)
     return key, raw

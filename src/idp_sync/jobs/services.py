@@ -62,12 +62,12 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def start_job(
-    session: Session, job_type: str, params: dict[str, Any], *, created_by: str
-) -> Job:
+def start_job(session: Session, job_type: str, params: dict[str, Any], *, created_by: str) -> Job:
     """Create the job and its outbox message in the caller's transaction."""
     if job_type not in JOB_TYPES:
-        raise Unprocessable(f"unknown job type '{job_type}'", errors=[{"code": "invalid", "field": "type"}])
+        raise Unprocessable(
+            f"unknown job type '{job_type}'", errors=[{"code": "invalid", "field": "type"}]
+        )
     now = utcnow()
     job = Job(
         id=new_id("job"),
@@ -143,18 +143,28 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
     ids = list(session.scalars(ids_query))
     now = utcnow()
     if not ids:
-        job.state, job.finished_at, job.updated_at, job.lease_expires_at = "succeeded", now, now, None
+        job.state, job.finished_at, job.updated_at, job.lease_expires_at = (
+            "succeeded",
+            now,
+            now,
+            None,
+        )
         job.done = max(job.done, job.total)
         return False
     memberships = session.scalars(
-        select(OM).where(OM.id.in_(ids)).order_by(OM.id)
-        .with_for_update(of=OM).execution_options(populate_existing=True)
+        select(OM)
+        .where(OM.id.in_(ids))
+        .order_by(OM.id)
+        .with_for_update(of=OM)
+        .execution_options(populate_existing=True)
     ).all()
     changed = recompute(session, memberships, RoleCatalog(session), reason=f"{job.type}:{job.id}")
     session.flush()
     for membership in changed:
         record_event(
-            session, "organization_membership.updated", membership_ser.event_data(membership),
+            session,
+            "organization_membership.updated",
+            membership_ser.event_data(membership),
             organization_id=membership.organization_id,
         )
     job.cursor = ids[-1]

@@ -26,12 +26,18 @@ def run_job(task: DbTask, ctx: TaskContext, job_id: str) -> str:
         while True:
             with ctx.transaction() as session:
                 more = services.run_batch(
-                    session, job_id,
+                    session,
+                    job_id,
                     batch_size=settings.job_batch_size,
                     lease_seconds=settings.job_lease_seconds,
                 )
                 job = services.get_job(session, job_id)
-                progress = {"job_id": job_id, "total": job.total, "done": job.done, "changed": job.changed}
+                progress = {
+                    "job_id": job_id,
+                    "total": job.total,
+                    "done": job.done,
+                    "changed": job.changed,
+                }
             ctx.progress(**progress)
             if not more:
                 break

@@ -157,9 +157,9 @@ def apply_resolution(
 def _replace_roles(membership: OrganizationMembership, slugs: list[str], org: OrgRoles) -> None:
     """Edit the role rows in place: keeping retained rows avoids delete/insert PK clashes."""
     keep = {r.role_slug: r for r in membership.roles if r.role_slug in slugs}
-    for row in list(membership.roles):
-        if row.role_slug not in keep:
-            membership.roles.remove(row)
+    for old in list(membership.roles):
+        if old.role_slug not in keep:
+            membership.roles.remove(old)
     for position, slug in enumerate(slugs):
         row = keep.get(slug)
         if row is None:

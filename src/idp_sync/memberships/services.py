@@ -70,9 +70,9 @@ def _set_api_roles(membership: OrganizationMembership, slugs: list[str], org: Or
     if current == slugs:
         return False
     keep = {r.role_slug: r for r in membership.api_roles if r.role_slug in slugs}
-    for row in list(membership.api_roles):
-        if row.role_slug not in keep:
-            membership.api_roles.remove(row)
+    for old in list(membership.api_roles):
+        if old.role_slug not in keep:
+            membership.api_roles.remove(old)
     for position, slug in enumerate(slugs):
         row = keep.get(slug)
         if row is None:

@@ -61,7 +61,10 @@ def get_permission(slug: str, session: SessionDep) -> JSONResponse:
 def update_permission(slug: str, body: schemas.NamedUpdate, session: SessionDep) -> JSONResponse:
     _immutable_slug(body, slug)
     permission = services.update_permission(
-        session, slug, name=body.name, description=body.description,
+        session,
+        slug,
+        name=body.name,
+        description=body.description,
         set_description="description" in body.model_fields_set,
     )
     return respond(ser.permission(permission))
@@ -96,11 +99,16 @@ def get_environment_role(slug: str, session: SessionDep) -> JSONResponse:
 
 
 @router.patch("/authorization/roles/{slug}")
-def update_environment_role(slug: str, body: schemas.NamedUpdate, session: SessionDep) -> JSONResponse:
+def update_environment_role(
+    slug: str, body: schemas.NamedUpdate, session: SessionDep
+) -> JSONResponse:
     _immutable_slug(body, slug)
     role = services.update_role(
-        session, services.get_environment_role(session, slug), name=body.name,
-        description=body.description, set_description="description" in body.model_fields_set,
+        session,
+        services.get_environment_role(session, slug),
+        name=body.name,
+        description=body.description,
+        set_description="description" in body.model_fields_set,
     )
     return respond(ser.role(role))
 
@@ -155,7 +163,10 @@ def update_organization_role(
     _immutable_slug(body, slug)
     role = services.get_custom_role(session, organization_id, slug)
     role = services.update_role(
-        session, role, name=body.name, description=body.description,
+        session,
+        role,
+        name=body.name,
+        description=body.description,
         set_description="description" in body.model_fields_set,
     )
     return respond(ser.role(role))
@@ -198,9 +209,13 @@ def get_settings(session: SessionDep) -> JSONResponse:
 
 
 @router.put("/authorization/settings")
-def put_settings(body: schemas.SettingsUpdate, request: Request, session: SessionDep) -> JSONResponse:
+def put_settings(
+    body: schemas.SettingsUpdate, request: Request, session: SessionDep
+) -> JSONResponse:
     changes = body.model_dump(exclude_unset=True)
-    result, jobs = configuration.update_environment_settings(session, changes, actor=_actor(request))
+    result, jobs = configuration.update_environment_settings(
+        session, changes, actor=_actor(request)
+    )
     return respond(configuration.with_jobs(result, jobs), 202 if jobs else 200)
 
 
@@ -211,7 +226,10 @@ def get_org_settings(organization_id: str, session: SessionDep) -> JSONResponse:
 
 @router.put("/organizations/{organization_id}/authorization_settings")
 def put_org_settings(
-    organization_id: str, body: schemas.OrganizationSettingsUpdate, request: Request, session: SessionDep
+    organization_id: str,
+    body: schemas.OrganizationSettingsUpdate,
+    request: Request,
+    session: SessionDep,
 ) -> JSONResponse:
     changes = body.model_dump(exclude_unset=True)
     result, jobs = configuration.update_organization_settings(

@@ -27,7 +27,9 @@ def update_environment_settings(
     if slug is not None and slug != settings.default_role_slug:
         services.get_environment_role(session, slug)  # 404 unless a live environment role
         settings.default_role_slug = slug
-        jobs.append(start_job(session, "default_role_change", {"default_role_slug": slug}, created_by=actor))
+        jobs.append(
+            start_job(session, "default_role_change", {"default_role_slug": slug}, created_by=actor)
+        )
     order = changes.get("priority_order")
     if order is not None and list(order) != settings.priority_order:
         services.set_priority_order(session, list(order))
@@ -37,7 +39,9 @@ def update_environment_settings(
         settings.multiple_roles_enabled = multiple
         # On: IdP-sourced memberships gain every matched role. Off: each keeps its top one.
         kind = "priority_order_change" if multiple else "multiple_roles_disabled"
-        jobs.append(start_job(session, kind, {"multiple_roles_enabled": multiple}, created_by=actor))
+        jobs.append(
+            start_job(session, kind, {"multiple_roles_enabled": multiple}, created_by=actor)
+        )
     if jobs:
         settings.updated_at = utcnow()
     return environment_settings_body(session), jobs

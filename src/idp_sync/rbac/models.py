@@ -86,9 +86,7 @@ class OrganizationAuthorizationSettings(Base):
     organization_id: Mapped[str] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
-    default_role_id: Mapped[str | None] = mapped_column(
-        ForeignKey("roles.id", ondelete="SET NULL")
-    )
+    default_role_id: Mapped[str | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     priority_order: Mapped[list[str] | None] = mapped_column(JSONType)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -10,7 +10,7 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
@@ -117,7 +117,9 @@ def delete_permission(session: Session, slug: str) -> None:
 
 def permissions_by_slug(session: Session, slugs: Iterable[str]) -> list[Permission]:
     wanted = list(dict.fromkeys(slugs))
-    found = {p.slug: p for p in session.scalars(select(Permission).where(Permission.slug.in_(wanted)))}
+    found = {
+        p.slug: p for p in session.scalars(select(Permission).where(Permission.slug.in_(wanted)))
+    }
     missing = [slug for slug in wanted if slug not in found]
     if missing:
         raise Unprocessable(
@@ -130,7 +132,7 @@ def permissions_by_slug(session: Session, slugs: Iterable[str]) -> list[Permissi
 # --- roles ----------------------------------------------------------------------------
 
 
-def live_roles(query_scope: Sequence[str]) -> list[object]:
+def live_roles(query_scope: Sequence[str]) -> list[ColumnElement[bool]]:
     """Conditions selecting usable roles (not being deleted) in the given scopes."""
     return [Role.scope.in_(query_scope), Role.deleting_at.is_(None)]
 
@@ -201,7 +203,9 @@ def create_organization_role(
     session.add(role)
     session.flush()
     record_event(
-        session, "organization_role.created", ser.org_role_event(role),
+        session,
+        "organization_role.created",
+        ser.org_role_event(role),
         organization_id=organization_id,
     )
     return role
@@ -229,7 +233,12 @@ def _generated_org_slug(name: str) -> str:
 
 
 def update_role(
-    session: Session, role: Role, *, name: str | None, description: str | None, set_description: bool
+    session: Session,
+    role: Role,
+    *,
+    name: str | None,
+    description: str | None,
+    set_description: bool,
 ) -> Role:
     if name is not None:
         role.name = name
@@ -268,7 +277,9 @@ def _touch_role(session: Session, role: Role) -> None:
         record_event(session, "role.updated", ser.role_event(role))
     else:
         record_event(
-            session, "organization_role.updated", ser.org_role_event(role),
+            session,
+            "organization_role.updated",
+            ser.org_role_event(role),
             organization_id=role.organization_id,
         )
 
