@@ -25,6 +25,7 @@ from idp_sync.memberships import serializers as membership_ser
 from idp_sync.memberships.models import MembershipApiRole, MembershipRole, OrganizationMembership
 from idp_sync.memberships.recompute import RoleCatalog, recompute
 from idp_sync.rbac.models import OrganizationAuthorizationSettings
+from idp_sync.rbac.services import finish_role_deletion
 from idp_sync.tasks import enqueue
 from idp_sync.wire import iso
 
@@ -34,6 +35,7 @@ JOB_TYPES = (
     "priority_order_change",
     "multiple_roles_disabled",
     "reconcile",
+    "role_deletion",
 )
 OM = OrganizationMembership
 
@@ -107,6 +109,13 @@ def affected(job: Job) -> Select[tuple[str]]:
             .having(func.count() > 1)
         )
         query = query.where(OM.role_source.in_(["directory", "sso"]) | OM.id.in_(several_api))
+    elif job.type == "role_deletion":
+        role_id = job.params["role_id"]
+        holders = select(MembershipRole.membership_id).where(MembershipRole.role_id == role_id)
+        api_holders = select(MembershipApiRole.membership_id).where(
+            MembershipApiRole.role_id == role_id
+        )
+        query = query.where(OM.id.in_(holders) | OM.id.in_(api_holders))
     elif job.type == "multiple_roles_disabled":
         several = (
             select(MembershipRole.membership_id)
@@ -143,12 +152,9 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
     ids = list(session.scalars(ids_query))
     now = utcnow()
     if not ids:
-        job.state, job.finished_at, job.updated_at, job.lease_expires_at = (
-            "succeeded",
-            now,
-            now,
-            None,
-        )
+        _finish(session, job)
+        job.state, job.finished_at, job.updated_at = "succeeded", now, now
+        job.lease_expires_at = None
         job.done = max(job.done, job.total)
         return False
     memberships = session.scalars(
@@ -174,6 +180,12 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
     job.updated_at = now
     job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
     return True
+
+
+def _finish(session: Session, job: Job) -> None:
+    """What a job does once every membership is right, in its last transaction."""
+    if job.type == "role_deletion":
+        finish_role_deletion(session, job.params["role_id"])
 
 
 def fail(session: Session, job_id: str, error: str) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
 from idp_sync.errors import Unprocessable
+from idp_sync.jobs.services import serialize as serialize_job
 from idp_sync.organizations.services import get_organization
 from idp_sync.rbac import configuration, schemas, services
 from idp_sync.rbac import serializers as ser
@@ -113,6 +114,14 @@ def update_environment_role(
     return respond(ser.role(role))
 
 
+@router.delete("/authorization/roles/{slug}", status_code=202)
+def delete_environment_role(slug: str, request: Request, session: SessionDep) -> JSONResponse:
+    """Ours (WorkOS has no API for it): 202 with the job that reassigns its holders."""
+    role = services.get_environment_role(session, slug)
+    job = configuration.delete_role(session, role, actor=_actor(request))
+    return respond(serialize_job(job), 202)
+
+
 @router.post("/authorization/roles/{slug}/permissions")
 def add_environment_role_permission(
     slug: str, body: schemas.PermissionRef, session: SessionDep
@@ -170,6 +179,15 @@ def update_organization_role(
         set_description="description" in body.model_fields_set,
     )
     return respond(ser.role(role))
+
+
+@router.delete("/authorization/organizations/{organization_id}/roles/{slug}", status_code=202)
+def delete_organization_role(
+    organization_id: str, slug: str, request: Request, session: SessionDep
+) -> JSONResponse:
+    role = services.get_custom_role(session, organization_id, slug)
+    job = configuration.delete_role(session, role, actor=_actor(request))
+    return respond(serialize_job(job), 202)
 
 
 @router.post("/authorization/organizations/{organization_id}/roles/{slug}/permissions")

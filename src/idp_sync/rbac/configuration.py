@@ -108,6 +108,19 @@ def update_organization_settings(
     return organization_settings_body(session, organization_id), jobs
 
 
+def delete_role(session: Session, role: Role, *, actor: str) -> Job:
+    """Start deleting ``role`` (DESIGN §3): at once unusable, then reassigned by a job.
+
+    Single-role mode: its holders fall back to their next source (usually the default).
+    Multiple-roles mode: it is removed and their other roles stay. The role row and its
+    priority slot go when every membership is right, with ``role.deleted`` (or
+    ``organization_role.deleted``).
+    """
+    services.begin_role_deletion(session, role)
+    params = {"role_id": role.id, "role_slug": role.slug, "organization_id": role.organization_id}
+    return start_job(session, "role_deletion", params, created_by=actor)
+
+
 def with_jobs(body: dict[str, Any], jobs: list[Job]) -> dict[str, Any]:
     serialized = [serialize_job(job) for job in jobs]
     return {**body, "job": serialized[0] if serialized else None, "jobs": serialized}

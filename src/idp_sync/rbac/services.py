@@ -352,17 +352,52 @@ def set_org_priority_order(session: Session, organization_id: str, slugs: list[s
 
 def ensure_deletable(session: Session, role: Role) -> None:
     """DESIGN §2: the default role (environment's, or an organization's override) stays."""
+    if (
+        role.organization_id is None
+        and environment_settings(session).default_role_slug == role.slug
+    ):
+        raise Conflict(
+            f"'{role.slug}' is the default role and cannot be deleted; make another "
+            "role the default first",
+            code="default_role_cannot_be_deleted",
+        )
+    overriding = session.scalar(
+        select(OrganizationAuthorizationSettings.organization_id).where(
+            OrganizationAuthorizationSettings.default_role_id == role.id
+        )
+    )
+    if overriding is not None:
+        raise Conflict(
+            f"'{role.slug}' is the default role of organization {overriding} and cannot be "
+            "deleted; change that organization's default first",
+            code="default_role_cannot_be_deleted",
+        )
+
+
+def begin_role_deletion(session: Session, role: Role) -> None:
+    """Mark the role as being deleted: from now on it is never resolved nor assignable."""
+    ensure_deletable(session, role)
+    role.deleting_at = utcnow()
+    role.updated_at = role.deleting_at
+
+
+def finish_role_deletion(session: Session, role_id: str) -> None:
+    """Remove the role once no membership holds it; its priority slot and mappings go too."""
+    role = session.get(Role, role_id)
+    if role is None:
+        return
     if role.organization_id is None:
-        if environment_settings(session).default_role_slug == role.slug:
-            raise Conflict(
-                f"'{role.slug}' is the default role and cannot be deleted; make another "
-                "role the default first",
-                code="default_role_cannot_be_deleted",
-            )
+        data = ser.role_event(role)
+        settings = environment_settings(session, for_update=True)
+        settings.priority_order = [s for s in settings.priority_order if s != role.slug]
+        session.delete(role)
+        record_event(session, "role.deleted", data)
     else:
+        data = ser.org_role_event(role)
         org = organization_settings(session, role.organization_id)
-        if org is not None and org.default_role_id == role.id:
-            raise Conflict(
-                f"'{role.slug}' is the organization's default role and cannot be deleted",
-                code="default_role_cannot_be_deleted",
-            )
+        if org is not None and org.priority_order:
+            org.priority_order = [s for s in org.priority_order if s != role.slug]
+        session.delete(role)
+        record_event(
+            session, "organization_role.deleted", data, organization_id=role.organization_id
+        )
