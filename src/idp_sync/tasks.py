@@ -1,7 +1,7 @@
 """The Celery side of the pipeline (DESIGN §4, STYLE "Tasks").
 
 * ``create_celery_app`` builds the app for a set of settings; nothing connects at import.
-* ``DbTask`` is the one base class: it gives the task body a ``TaskContext`` (sessions in
+* ``DbTask`` is the one base class: it gives the task body ``task.ctx`` (sessions in
   transactions it commits, progress reporting), marks the outbox message completed,
   retries on transient database errors, and logs duration and outcome.
 * ``enqueue`` records work as an outbox row in the caller's transaction and publishes it
@@ -205,17 +205,21 @@ class DbTask(Task):  # type: ignore[misc]
     retry_jitter = True
     max_retries = 5
 
+    @property
+    def ctx(self) -> TaskContext:
+        """Transactions and progress for the task body (stateless, so thread-safe)."""
+        return TaskContext(self, runtime_of(self.app))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         outbox_id = kwargs.pop("outbox_id", None)
         headers = getattr(self.request, "headers", None) or {}
         cid = headers.get("correlation_id") or getattr(self.request, "correlation_id", None)
         token = correlation_id.set(cid)
-        runtime = runtime_of(self.app)
         started = time.perf_counter()
         try:
-            result = self.run(TaskContext(self, runtime), *args, **kwargs)
+            result = self.run(*args, **kwargs)
             if outbox_id is not None:
-                complete_outbox_message(runtime, outbox_id)
+                complete_outbox_message(runtime_of(self.app), outbox_id)
         except Exception:
             log.exception(
                 "task failed",

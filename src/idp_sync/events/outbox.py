@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from idp_sync.db import is_postgres, utcnow
 from idp_sync.events.models import OutboxMessage
-from idp_sync.tasks import DbTask, TaskContext, publish_pending
+from idp_sync.tasks import DbTask, publish_pending
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ def claim_due_messages(session: Session, *, threshold_seconds: float) -> list[Ou
 
 
 @shared_task(bind=True, base=DbTask, name="idp_sync.outbox.sweep", acks_late=False)
-def sweep_outbox(task: DbTask, ctx: TaskContext) -> int:
+def sweep_outbox(task: DbTask) -> int:
     """Republish pending work (publish failed at commit, or the worker was lost)."""
+    ctx = task.ctx
     threshold = ctx.runtime.settings.sweeper_threshold_seconds
     with ctx.transaction() as session:
         messages = claim_due_messages(session, threshold_seconds=threshold)

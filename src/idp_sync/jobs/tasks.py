@@ -7,14 +7,15 @@ import logging
 from celery import shared_task
 
 from idp_sync.jobs import services
-from idp_sync.tasks import DbTask, TaskContext
+from idp_sync.tasks import DbTask
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, base=DbTask, name="idp_sync.jobs.run", queue="bulk")
-def run_job(task: DbTask, ctx: TaskContext, job_id: str) -> str:
+def run_job(task: DbTask, job_id: str) -> str:
     """Run a recompute job batch by batch from its cursor; safe to deliver more than once."""
+    ctx = task.ctx
     settings = ctx.runtime.settings
     with ctx.transaction() as session:
         job = services.claim(session, job_id, settings.job_lease_seconds)
