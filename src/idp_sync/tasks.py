@@ -30,6 +30,7 @@ from idp_sync.context import correlation_id, current_correlation_id
 from idp_sync.db import utcnow
 from idp_sync.events.models import OutboxMessage
 from idp_sync.ids import new_id
+from idp_sync.metrics import PUBLISH_FAILURES, TASK_DURATION, TASK_RUNS
 from idp_sync.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
             )
             sent += 1
         except Exception as exc:  # broker down: the row stays pending for the sweeper
+            PUBLISH_FAILURES.labels(message.task_name).inc()
             log.warning(
                 "publish failed; the sweeper will retry",
                 extra={"task_name": message.task_name, "outbox_id": message.id, "error": str(exc)},
@@ -221,6 +223,8 @@ class DbTask(Task):  # type: ignore[misc]
             if outbox_id is not None:
                 complete_outbox_message(runtime_of(self.app), outbox_id)
         except Exception:
+            TASK_RUNS.labels(self.name, "failure").inc()
+            TASK_DURATION.labels(self.name).observe(time.perf_counter() - started)
             log.exception(
                 "task failed",
                 extra={"task_name": self.name, "duration_ms": _ms(started), "outbox_id": outbox_id},
@@ -228,6 +232,8 @@ class DbTask(Task):  # type: ignore[misc]
             raise
         finally:
             correlation_id.reset(token)
+        TASK_RUNS.labels(self.name, "success").inc()
+        TASK_DURATION.labels(self.name).observe(time.perf_counter() - started)
         log.info("task done", extra={"task_name": self.name, "duration_ms": _ms(started)})
         return result
 
