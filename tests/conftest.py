@@ -130,8 +130,12 @@ def serve(runtime: Runtime) -> LiveServer:
 
     port = free_port()
     config = uvicorn.Config(
-        create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning",
-        access_log=False, lifespan="off",
+        create_app(runtime=runtime),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -145,7 +149,9 @@ def serve(runtime: Runtime) -> LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(
+    pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """The API on a real port, backed by PostgreSQL, publishing to Redis."""
     settings = make_settings(pg_url, redis_url, str(tmp_path_factory.mktemp("live")))
     runtime = Runtime(settings)
@@ -155,9 +161,13 @@ def live(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) 
     runtime.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def worker(live: LiveServer) -> Iterator[object]:
-    """A real Celery worker on Redis for the live server's app, on every queue."""
+    """A real Celery worker on Redis for the live server's app, on every queue.
+
+    Per test: Celery's worker shutdown flag is process-wide, so stopping any embedded
+    worker (other tests start their own) stops every worker thread in the process.
+    """
     from idp_sync.embedded import worker_and_beat
 
     assert live.runtime.celery is not None

@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 from kombu.entity import Queue
-from sqlalchemy import event, update
+from sqlalchemy import event, inspect, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -139,36 +139,48 @@ def enqueue(
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
+    # A message added in a savepoint that was rolled back left the session: not sent.
+    committed = [m for m in pending if inspect(m).persistent]
     runtime: Runtime | None = session.info.get("runtime")
-    if pending and runtime is not None and runtime.celery is not None:
-        publish_pending(runtime.celery, pending)
+    if committed and runtime is not None and runtime.celery is not None:
+        publish_pending(runtime.celery, committed)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    if not session.in_transaction():
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
+    """Work enqueued in a rolled-back transaction is never published."""
+    if not previous_transaction.nested:
         session.info.pop(_PENDING_KEY, None)
 
 
 def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
-    """Publish outbox messages; a failure is logged and left to the sweeper. Returns sent."""
+    """Publish outbox messages on one connection; returns how many were sent.
+
+    An unreachable broker costs one bounded connection attempt, not one per message: the
+    rest stays pending in the outbox for the sweeper.
+    """
+    timeout = runtime_of(app).settings.publish_timeout_seconds
     sent = 0
-    for message in messages:
-        try:
-            app.send_task(
-                message.task_name,
-                kwargs={**message.kwargs, "outbox_id": message.id},
-                queue=message.queue,
-                headers={"correlation_id": message.correlation_id},
-                retry=False,
-            )
-            sent += 1
-        except Exception as exc:  # broker down: the row stays pending for the sweeper
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            for message in messages:
+                app.send_task(
+                    message.task_name,
+                    kwargs={**message.kwargs, "outbox_id": message.id},
+                    queue=message.queue,
+                    headers={"correlation_id": message.correlation_id},
+                    connection=conn,
+                    retry=False,
+                )
+                sent += 1
+    except Exception as exc:  # broker down: the rows stay pending for the sweeper
+        for message in messages[sent:]:
             PUBLISH_FAILURES.labels(message.task_name).inc()
-            log.warning(
-                "publish failed; the sweeper will retry",
-                extra={"task_name": message.task_name, "outbox_id": message.id, "error": str(exc)},
-            )
+        log.warning(
+            "publish failed; the sweeper will retry",
+            extra={"unsent": len(messages) - sent, "error": f"{type(exc).__name__}: {exc}"},
+        )
     return sent
 
 

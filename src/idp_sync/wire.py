@@ -53,7 +53,12 @@ def paginate(
     ``after`` moves forward in the requested order, ``before`` moves backward; the
     metadata gives the cursors of the neighbouring pages (``None`` at either end).
     """
-    descending = page.order in ("desc", "normal")
+    if page.order == "normal":
+        # Newest first, but ``before`` fetches older records and ``after`` newer ones.
+        swapped = PageParams(limit=page.limit, before=page.after, after=page.before, order="desc")
+        rows, meta = paginate(session, query, id_column, swapped)
+        return rows, {"before": meta["after"], "after": meta["before"]}
+    descending = page.order == "desc"
     backward = page.before is not None
     cursor = page.before if backward else page.after
     walk_descending = descending != backward

@@ -54,7 +54,8 @@ def test_default_role_change_runs_on_a_real_worker(live, worker, sdk) -> None:
         assert roles[kept.id] == pinned.slug  # set by API: not on the default, untouched
         assert {slug for mid, slug in roles.items() if mid != kept.id} == {new_default}
         updated = [
-            e for e in sdk.events.list_events(
+            e
+            for e in sdk.events.list_events(
                 events=["organization_membership.updated"], organization_id=org.id, limit=100
             ).auto_paging_iter()
             if e.data.role.slug == new_default

@@ -65,8 +65,9 @@ def role_states(
 @st.composite
 def idp_inputs(draw: st.DrawFn, min_mappings: int = 0, prefix: str = "grm") -> IdpInput:
     targets = ROLES + GHOSTS
-    codes = draw(st.lists(st.integers(0, len(GROUPS) * len(targets) - 1), min_size=min_mappings,
-                          max_size=12))
+    codes = draw(
+        st.lists(st.integers(0, len(GROUPS) * len(targets) - 1), min_size=min_mappings, max_size=12)
+    )
     mappings = tuple(
         GroupMapping(f"{prefix}_{i:02d}", GROUPS[c // len(targets)], targets[c % len(targets)])
         for i, c in enumerate(codes)
@@ -147,9 +148,7 @@ def test_api_roles_survive_when_idp_source_removed(
     assert member.api_roles == api_before  # input untouched
 
     res = resolve(state, replace(member, directory=None, sso=None))
-    kept = sorted(
-        {r for r in member.api_roles if r in state.assignable}, key=rank_key(state)
-    )
+    kept = sorted({r for r in member.api_roles if r in state.assignable}, key=rank_key(state))
     if kept:
         assert res.source == "api"
         assert res.uses_default is False
@@ -165,9 +164,7 @@ def test_api_roles_survive_when_idp_source_removed(
 
 @PROPS
 @given(state=role_states(multiple=False), idp=idp_inputs(min_mappings=1))
-def test_single_role_mode_returns_highest_priority_matched(
-    state: RoleState, idp: IdpInput
-) -> None:
+def test_single_role_mode_returns_highest_priority_matched(state: RoleState, idp: IdpInput) -> None:
     res = resolve(state, MembershipInput(directory=idp))
     assert len(res.roles) == 1
     matched = matched_roles(state, idp)
@@ -220,9 +217,7 @@ def test_env_default_is_last_resort_even_if_not_assignable(
 
 @PROPS
 @given(state=role_states(), idp=idp_inputs(min_mappings=1), as_directory=st.booleans())
-def test_nothing_mapped_gives_default(
-    state: RoleState, idp: IdpInput, as_directory: bool
-) -> None:
+def test_nothing_mapped_gives_default(state: RoleState, idp: IdpInput, as_directory: bool) -> None:
     mapped_groups = {m.group for m in idp.mappings}
     idp = replace(idp, groups=idp.groups - mapped_groups)  # user in no mapped group
     member = MembershipInput(directory=idp) if as_directory else MembershipInput(sso=idp)
@@ -285,8 +280,10 @@ def test_determinism_under_permutation_and_duplicates(
     state: RoleState, idp: IdpInput, as_directory: bool, data: st.DataObject
 ) -> None:
     def member(i: IdpInput) -> MembershipInput:
-        return MembershipInput(api_roles=("r0",), directory=i) if as_directory else (
-            MembershipInput(api_roles=("r0",), sso=i)
+        return (
+            MembershipInput(api_roles=("r0",), directory=i)
+            if as_directory
+            else (MembershipInput(api_roles=("r0",), sso=i))
         )
 
     base = resolve(state, member(idp))
@@ -389,17 +386,16 @@ def test_example_api_roles_come_back_when_directory_unlinked() -> None:
     member = MembershipInput(api_roles=("viewer", "admin", "gone"), directory=DIR)
     assert resolve(_state(True), member).source == "directory"
     unlinked = replace(member, directory=None)
-    assert resolve(_state(True), unlinked) == Resolution(
-        ("admin", "viewer"), "api", False, (), ()
-    )
+    assert resolve(_state(True), unlinked) == Resolution(("admin", "viewer"), "api", False, (), ())
     assert resolve(_state(False), unlinked).roles == ("admin",)
 
 
 def test_example_being_deleted_role_is_skipped() -> None:
     state = _state(False, assignable=frozenset({"admin", "editor", "member", "viewer"}))
     res = resolve(state, MembershipInput(directory=DIR))
-    assert res == Resolution(("editor",), "directory", False, ("grp_all", "grp_eng"),
-                             ("grm_01", "grm_04"))
+    assert res == Resolution(
+        ("editor",), "directory", False, ("grp_all", "grp_eng"), ("grm_01", "grm_04")
+    )
 
 
 @pytest.mark.parametrize(
@@ -424,7 +420,10 @@ def test_example_default_fallback(
 
 
 def test_example_unlisted_roles_sort_last_by_slug() -> None:
-    state = _state(True, priority_order=("editor",),
-                   assignable=frozenset({"editor", "zeta", "alpha", "member"}))
+    state = _state(
+        True,
+        priority_order=("editor",),
+        assignable=frozenset({"editor", "zeta", "alpha", "member"}),
+    )
     res = resolve(state, MembershipInput(api_roles=("zeta", "alpha", "editor", "alpha")))
     assert res.roles == ("editor", "alpha", "zeta")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from idp_sync.errors import IdpSyncError
@@ -22,6 +23,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IdpSyncError, _idp_sync_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _data_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -48,6 +50,15 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
         "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors) or "invalid request"
     )
     body = {"code": "invalid_request_parameters", "message": message, "errors": errors}
+    return JSONResponse(body, status_code=422)
+
+
+async def _data_error(_: Request, exc: DataError) -> JSONResponse:
+    """A value the database cannot store (e.g. a NUL character): the client's input."""
+    body = {
+        "code": "invalid_request_parameters",
+        "message": "a value in the request cannot be stored (invalid characters or length)",
+    }
     return JSONResponse(body, status_code=422)
 
 

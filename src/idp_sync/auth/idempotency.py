@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from idp_sync.auth.models import IdempotencyRecord
@@ -36,6 +36,11 @@ class IdempotencyGuard:
         return cls(key=f"{scope}:{client_key[:255]}", fingerprint=fingerprint)
 
     def lookup(self, session: Session, ttl_hours: int) -> tuple[int, Any] | None:
+        """The stored answer, if any. On PostgreSQL, requests with one key queue here (a
+        transaction-scoped advisory lock), so a duplicate waits for the first to commit and
+        then finds its answer; SQLite transactions are serialised already."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.key))))
         record = session.get(IdempotencyRecord, self.key)
         if record is None:
             return None

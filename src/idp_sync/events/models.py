@@ -45,5 +45,3 @@ class OutboxMessage(Base):
     published_count: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-
-

@@ -45,7 +45,9 @@ class MembershipCreate(RoleBody):
 
 
 def _render(session: Session, membership: OrganizationMembership) -> JSONResponse:
-    name = session.scalar(select(Organization.name).where(Organization.id == membership.organization_id))
+    name = session.scalar(
+        select(Organization.name).where(Organization.id == membership.organization_id)
+    )
     return respond(ser.membership(membership, name))
 
 

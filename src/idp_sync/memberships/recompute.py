@@ -62,7 +62,10 @@ class RoleCatalog:
         org = organization_settings(self.session, organization_id)
         org_default = None
         if org is not None and org.default_role_id is not None:
-            org_default = next((r.slug for r in own if r.id == org.default_role_id), None)
+            # An environment role or one of the organization's own (DESIGN §2).
+            org_default = next(
+                (r.slug for r in by_slug.values() if r.id == org.default_role_id), None
+            )
         state = RoleState(
             priority_order=tuple(order),
             assignable=frozenset(by_slug),

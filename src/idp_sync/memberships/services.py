@@ -48,7 +48,9 @@ def validate_role_slugs(catalog: RoleCatalog, org: OrgRoles, slugs: Sequence[str
     """The requested API roles, checked: assignable here, and one unless multiple roles is on."""
     wanted = list(dict.fromkeys(slugs))
     if not wanted:
-        raise Unprocessable("role_slugs must not be empty", errors=[{"code": "required", "field": "role_slugs"}])
+        raise Unprocessable(
+            "role_slugs must not be empty", errors=[{"code": "required", "field": "role_slugs"}]
+        )
     if len(wanted) > 1 and not catalog.multiple_roles:
         raise Unprocessable(
             "more than one role was given but multiple roles is not enabled in this environment",
@@ -125,7 +127,9 @@ def create_membership(
     recompute(session, [membership], catalog, reason="membership_created")
     session.flush()
     record_event(
-        session, "organization_membership.created", ser.event_data(membership),
+        session,
+        "organization_membership.created",
+        ser.event_data(membership),
         organization_id=organization_id,
     )
     return membership
@@ -168,7 +172,9 @@ def _updated(session: Session, membership: OrganizationMembership) -> None:
     membership.updated_at = utcnow()
     session.flush()
     record_event(
-        session, "organization_membership.updated", ser.event_data(membership),
+        session,
+        "organization_membership.updated",
+        ser.event_data(membership),
         organization_id=membership.organization_id,
     )
 
@@ -192,8 +198,13 @@ def list_query(
         )
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
-        raise Unprocessable(f"unknown status(es): {', '.join(bad)}", errors=[{"code": "invalid", "field": "statuses"}])
-    query = select(OrganizationMembership).where(OrganizationMembership.status.in_(statuses or ["active"]))
+        raise Unprocessable(
+            f"unknown status(es): {', '.join(bad)}",
+            errors=[{"code": "invalid", "field": "statuses"}],
+        )
+    query = select(OrganizationMembership).where(
+        OrganizationMembership.status.in_(statuses or ["active"])
+    )
     if organization_id:
         query = query.where(OrganizationMembership.organization_id == organization_id)
     if user_id:

@@ -35,7 +35,7 @@ class OrganizationBody(BaseModel):
     external_id: str | None = Field(default=None, max_length=255)
     metadata: dict[str, str] | None = None
     allow_profiles_outside_organization: bool | None = None
-    stripe_customer_id: str | None = None
+    stripe_customer_id: str | None = Field(default=None, max_length=255)
 
     def domain_inputs(self) -> list[services.DomainInput] | None:
         if self.domain_data is not None:
@@ -64,7 +64,9 @@ def create_organization(body: OrganizationBody, session: SessionDep) -> JSONResp
 def list_organizations(
     session: SessionDep, page: PageDep, domains: str | None = None, search: str | None = None
 ) -> JSONResponse:
-    query = services.list_query(domains=(domains or "").split(",") if domains else [], search=search)
+    query = services.list_query(
+        domains=(domains or "").split(",") if domains else [], search=search
+    )
     rows, meta = paginate(session, query, Organization.id, page)
     return respond(list_body([ser.organization(o) for o in rows], meta))
 
@@ -80,7 +82,9 @@ def get_organization(organization_id: str, session: SessionDep) -> JSONResponse:
 
 
 @router.put("/organizations/{organization_id}")
-def update_organization(organization_id: str, body: OrganizationBody, session: SessionDep) -> JSONResponse:
+def update_organization(
+    organization_id: str, body: OrganizationBody, session: SessionDep
+) -> JSONResponse:
     org = services.get_organization(session, organization_id)
     changes = body.model_dump(exclude_unset=True, exclude={"domains", "domain_data"})
     domains = body.domain_inputs()
@@ -93,5 +97,3 @@ def update_organization(organization_id: str, body: OrganizationBody, session: S
 def delete_organization(organization_id: str, session: SessionDep) -> Response:
     services.delete_organization(session, services.get_organization(session, organization_id))
     return Response(status_code=204)
-
-

@@ -54,15 +54,20 @@ def _domains(org_id: str, domains: list[DomainInput]) -> list[OrganizationDomain
     seen: dict[str, OrganizationDomain] = {}
     for d in domains:
         name = d.domain.strip().lower()
-        if not name or "." not in name:
+        if not name or "." not in name or len(name) > 253:  # RFC 1035: at most 253 characters
             raise Unprocessable(
-                f"'{d.domain}' is not a domain", errors=[{"code": "invalid_domain", "field": "domains"}]
+                f"'{d.domain}' is not a domain",
+                errors=[{"code": "invalid_domain", "field": "domains"}],
             )
         if d.state not in DOMAIN_STATES:
             raise Unprocessable(f"domain state must be one of {', '.join(DOMAIN_STATES)}")
         seen[name] = OrganizationDomain(
-            id=new_id("organization_domain"), organization_id=org_id, domain=name,
-            state=d.state, created_at=now, updated_at=now,
+            id=new_id("organization_domain"),
+            organization_id=org_id,
+            domain=name,
+            state=d.state,
+            created_at=now,
+            updated_at=now,
         )
     return list(seen.values())
 
@@ -95,7 +100,9 @@ def create_organization(
     return org
 
 
-def update_organization(session: Session, org: Organization, changes: dict[str, Any]) -> Organization:
+def update_organization(
+    session: Session, org: Organization, changes: dict[str, Any]
+) -> Organization:
     """Apply the fields present in ``changes`` (a PUT of WorkOS updates what it is given)."""
     if "external_id" in changes:
         _check_external_id(session, changes["external_id"], org.id)
@@ -129,7 +136,9 @@ def list_query(*, domains: list[str], search: str | None) -> Select[tuple[Organi
         wanted = [d.strip().lower() for d in domains if d.strip()]
         query = query.where(
             Organization.id.in_(
-                select(OrganizationDomain.organization_id).where(OrganizationDomain.domain.in_(wanted))
+                select(OrganizationDomain.organization_id).where(
+                    OrganizationDomain.domain.in_(wanted)
+                )
             )
         )
     if search:

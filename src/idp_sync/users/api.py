@@ -30,7 +30,7 @@ class UserBody(BaseModel):
     email_verified: bool | None = None
     external_id: str | None = Field(default=None, max_length=255)
     metadata: dict[str, str] | None = None
-    locale: str | None = None
+    locale: str | None = Field(default=None, max_length=35)
 
 
 class UserCreate(UserBody):
@@ -64,7 +64,9 @@ def get_user(user_id: str, session: SessionDep) -> JSONResponse:
 @router.put("/user_management/users/{user_id}")
 def update_user(user_id: str, body: UserBody, session: SessionDep) -> JSONResponse:
     user = services.get_user(session, user_id)
-    return respond(ser.user(services.update_user(session, user, body.model_dump(exclude_unset=True))))
+    return respond(
+        ser.user(services.update_user(session, user, body.model_dump(exclude_unset=True)))
+    )
 
 
 @router.delete("/user_management/users/{user_id}", status_code=204)

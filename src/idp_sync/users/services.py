@@ -19,7 +19,8 @@ def normalise_email(email: str) -> str:
     local, _, domain = value.partition("@")
     if not local or "." not in domain or " " in value:
         raise Unprocessable(
-            f"'{email}' is not an email address", errors=[{"code": "invalid_email", "field": "email"}]
+            f"'{email}' is not an email address",
+            errors=[{"code": "invalid_email", "field": "email"}],
         )
     return value
 
@@ -31,11 +32,15 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
-def _check_unique(session: Session, email: str | None, external_id: str | None, own: str | None) -> None:
+def _check_unique(
+    session: Session, email: str | None, external_id: str | None, own: str | None
+) -> None:
     if email is not None:
         other = session.scalar(select(User.id).where(User.email == email))
         if other is not None and other != own:
-            raise Conflict(f"a user with email '{email}' already exists", code="email_not_available")
+            raise Conflict(
+                f"a user with email '{email}' already exists", code="email_not_available"
+            )
     if external_id is not None:
         other = session.scalar(select(User.id).where(User.external_id == external_id))
         if other is not None and other != own:

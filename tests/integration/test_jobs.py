@@ -1,0 +1,305 @@
+"""Recompute jobs at the service level: batches, progress, cursor, lease and resumption.
+
+The job functions are called directly on the rolled-back ``session`` (STYLE "Tests":
+call task functions directly where the worker is not the point). A "crash" is a batch
+run inside a savepoint that is rolled back, as a worker killed mid-batch would leave it.
+
+The database is shared with the e2e tests of the same run, which commit memberships:
+assertions about counts use organization-scoped jobs, or only look at our organizations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conftest import unique
+from idp_sync.db import utcnow
+from idp_sync.errors import Unprocessable
+from idp_sync.events.models import Event, OutboxMessage
+from idp_sync.jobs import services as jobs
+from idp_sync.jobs.models import Job
+from idp_sync.memberships import services as memberships
+from idp_sync.memberships.models import MembershipAudit, OrganizationMembership
+from idp_sync.organizations import services as organizations
+from idp_sync.organizations.models import Organization
+from idp_sync.rbac import configuration
+from idp_sync.rbac import services as rbac
+from idp_sync.rbac.models import Role
+from idp_sync.users import services as users
+
+LEASE = 60.0
+
+
+# --- factories ------------------------------------------------------------------------
+
+
+def make_org(session: Session) -> Organization:
+    return organizations.create_organization(
+        session,
+        name=unique("Acme"),
+        domains=[],
+        external_id=None,
+        metadata=None,
+        allow_profiles_outside_organization=None,
+    )
+
+
+def make_env_role(session: Session) -> Role:
+    return rbac.create_environment_role(session, slug=unique("role"), name="Role", description=None)
+
+
+def make_members(
+    session: Session, org: Organization, count: int, role_slugs: list[str] | None = None
+) -> list[OrganizationMembership]:
+    made = []
+    for _ in range(count):
+        user = users.create_user(session, {"email": f"{unique('u')}@example.com"})
+        made.append(
+            memberships.create_membership(
+                session, organization_id=org.id, user_id=user.id, role_slugs=role_slugs
+            )
+        )
+    return made
+
+
+def roles_of(session: Session, members: list[OrganizationMembership]) -> dict[str, list[str]]:
+    session.flush()
+    session.expire_all()
+    rows = session.scalars(
+        select(OrganizationMembership).where(OrganizationMembership.id.in_([m.id for m in members]))
+    )
+    return {m.id: [r.role_slug for r in m.roles] for m in rows}
+
+
+def audits(session: Session, job: Job) -> Counter[str]:
+    reason = f"{job.type}:{job.id}"
+    rows = session.scalars(select(MembershipAudit).where(MembershipAudit.reason == reason))
+    return Counter(row.membership_id for row in rows)
+
+
+def updated_events(session: Session, organization_id: str) -> Counter[str]:
+    rows = session.scalars(
+        select(Event).where(
+            Event.event == "organization_membership.updated",
+            Event.organization_id == organization_id,
+        )
+    )
+    return Counter(e.data["id"] for e in rows)
+
+
+def set_org_default(session: Session, org: Organization, slug: str | None) -> Job:
+    _, started = configuration.update_organization_settings(
+        session, org.id, {"default_role_slug": slug}, actor="test"
+    )
+    assert [j.type for j in started] == ["default_role_change"]
+    return started[0]
+
+
+def run_to_end(session: Session, job: Job, batch_size: int) -> int:
+    """Claim the job and run its batches; returns how many batches did work."""
+    assert jobs.claim(session, job.id, LEASE) is not None
+    batches = 0
+    while jobs.run_batch(session, job.id, batch_size=batch_size, lease_seconds=LEASE):
+        batches += 1
+    return batches
+
+
+# --- tests ----------------------------------------------------------------------------
+
+
+def test_job_is_committed_with_its_outbox_message(session: Session) -> None:
+    org = make_org(session)
+    make_members(session, org, 2)
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    job = set_org_default(session, org, own.slug)
+    session.flush()
+    assert (job.state, job.total, job.done, job.changed) == ("pending", 2, 0, 0)
+    messages = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task_name == jobs.RUN_TASK)
+    ).all()
+    mine = [m for m in messages if m.kwargs == {"job_id": job.id}]
+    assert len(mine) == 1
+    assert (mine[0].queue, mine[0].completed_at) == ("bulk", None)
+
+
+def test_default_change_runs_in_batches_with_progress_and_cursor(session: Session) -> None:
+    org, elsewhere = make_org(session), make_org(session)
+    pinned_role = make_env_role(session)
+    defaults = make_members(session, org, 5)
+    pinned = make_members(session, org, 1, [pinned_role.slug])
+    untouched = make_members(session, elsewhere, 2)
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    env_default = rbac.environment_settings(session).default_role_slug
+
+    job = set_org_default(session, org, own.slug)
+    session.flush()
+    assert job.total == 5  # only the memberships on the default, only in this organization
+    assert jobs.claim(session, job.id, LEASE) is job
+    ordered = sorted(m.id for m in defaults)
+    progress = []
+    while jobs.run_batch(session, job.id, batch_size=2, lease_seconds=LEASE):
+        progress.append((job.state, job.cursor, job.done, job.changed))
+    assert progress == [
+        ("running", ordered[1], 2, 2),
+        ("running", ordered[3], 4, 4),
+        ("running", ordered[4], 5, 5),
+    ]
+    assert (job.state, job.done, job.changed, job.total) == ("succeeded", 5, 5, 5)
+    assert job.finished_at is not None and job.lease_expires_at is None
+
+    roles = roles_of(session, defaults + pinned + untouched)
+    assert {m.id: roles[m.id] for m in defaults} == {m.id: [own.slug] for m in defaults}
+    assert roles[pinned[0].id] == [pinned_role.slug]
+    assert {m.id: roles[m.id] for m in untouched} == {m.id: [env_default] for m in untouched}
+    assert audits(session, job) == Counter({m.id: 1 for m in defaults})
+    assert updated_events(session, org.id) == Counter({m.id: 1 for m in defaults})
+    assert updated_events(session, elsewhere.id) == Counter()
+
+    # Finished: running a batch again, or claiming again, changes nothing.
+    assert jobs.run_batch(session, job.id, batch_size=2, lease_seconds=LEASE) is False
+    assert jobs.claim(session, job.id, LEASE) is None
+    session.flush()
+    assert (job.state, job.done, job.changed) == ("succeeded", 5, 5)
+    assert audits(session, job) == Counter({m.id: 1 for m in defaults})
+    assert updated_events(session, org.id) == Counter({m.id: 1 for m in defaults})
+
+
+def test_memberships_that_leave_the_default_are_kept_out_of_the_job(session: Session) -> None:
+    org = make_org(session)
+    role = make_env_role(session)
+    members = make_members(session, org, 3)
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    job = set_org_default(session, org, own.slug)
+    # After the job was started, an API role is set on one of them: the job skips it.
+    memberships.update_roles(session, members[0].id, [role.slug])
+    run_to_end(session, job, batch_size=10)
+    roles = roles_of(session, members)
+    assert roles == {
+        members[0].id: [role.slug],
+        members[1].id: [own.slug],
+        members[2].id: [own.slug],
+    }
+    assert job.changed == 2
+
+
+def test_a_live_lease_keeps_a_second_claim_out(session: Session) -> None:
+    org = make_org(session)
+    make_members(session, org, 1)
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    job = set_org_default(session, org, own.slug)
+    first = jobs.claim(session, job.id, LEASE)
+    assert first is not None and first.state == "running"
+    assert first.lease_expires_at is not None and first.lease_expires_at > utcnow()
+    assert jobs.claim(session, job.id, LEASE) is None
+    # A batch renews the lease: still held.
+    assert jobs.run_batch(session, job.id, batch_size=10, lease_seconds=LEASE) is True
+    assert jobs.claim(session, job.id, LEASE) is None
+
+
+def test_crashed_job_resumes_after_its_lease_expired_and_changes_each_once(
+    session: Session,
+) -> None:
+    org = make_org(session)
+    members = make_members(session, org, 5)
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    job = set_org_default(session, org, own.slug)
+    ordered = sorted(m.id for m in members)
+
+    assert jobs.claim(session, job.id, LEASE) is not None
+    assert jobs.run_batch(session, job.id, batch_size=2, lease_seconds=LEASE) is True
+    session.flush()
+    # The worker dies in the middle of the second batch: its transaction never commits.
+    crashed = session.begin_nested()
+    assert jobs.run_batch(session, job.id, batch_size=2, lease_seconds=LEASE) is True
+    session.flush()
+    crashed.rollback()
+    session.expire_all()
+    job = jobs.get_job(session, job.id)
+    assert (job.state, job.cursor, job.done, job.changed) == ("running", ordered[1], 2, 2)
+    assert audits(session, job) == Counter({ordered[0]: 1, ordered[1]: 1})
+
+    # While its lease is live the redelivered task may not take it ...
+    assert jobs.claim(session, job.id, LEASE) is None
+    # ... once the lease has expired, a fresh claim resumes at the cursor.
+    job.lease_expires_at = utcnow() - dt.timedelta(seconds=1)
+    session.flush()
+    batches = run_to_end(session, job, batch_size=2)
+    assert batches == 2
+    assert (job.state, job.done, job.changed) == ("succeeded", 5, 5)
+    assert roles_of(session, members) == {m.id: [own.slug] for m in members}
+    assert audits(session, job) == Counter({m.id: 1 for m in members})
+    assert updated_events(session, org.id) == Counter({m.id: 1 for m in members})
+
+
+def test_org_default_change_touches_only_that_organization(session: Session) -> None:
+    org, other = make_org(session), make_org(session)
+    mine, theirs = make_members(session, org, 3), make_members(session, other, 3)
+    env_default = rbac.environment_settings(session).default_role_slug
+    own = rbac.create_organization_role(session, org.id, slug=None, name="Lead", description=None)
+    job = set_org_default(session, org, own.slug)
+    assert job.params == {"organization_id": org.id, "default_role_slug": own.slug}
+    run_to_end(session, job, batch_size=50)
+    roles = roles_of(session, mine + theirs)
+    assert {m.id: roles[m.id] for m in mine} == {m.id: [own.slug] for m in mine}
+    assert {m.id: roles[m.id] for m in theirs} == {m.id: [env_default] for m in theirs}
+    assert set(audits(session, job)) == {m.id for m in mine}
+
+    # Clearing the override puts them back on the environment default.
+    back = set_org_default(session, org, None)
+    run_to_end(session, back, batch_size=50)
+    assert roles_of(session, mine) == {m.id: [env_default] for m in mine}
+
+
+def test_env_default_change_skips_organizations_with_their_own_default(session: Session) -> None:
+    plain, overridden = make_org(session), make_org(session)
+    on_env, on_own = make_members(session, plain, 3), make_members(session, overridden, 2)
+    own = rbac.create_organization_role(
+        session, overridden.id, slug=None, name="Lead", description=None
+    )
+    run_to_end(session, set_org_default(session, overridden, own.slug), batch_size=50)
+    new_default = make_env_role(session)
+
+    body, started = configuration.update_environment_settings(
+        session, {"default_role_slug": new_default.slug}, actor="test"
+    )
+    assert body["default_role_slug"] == new_default.slug
+    assert [j.type for j in started] == ["default_role_change"]
+    job = started[0]
+    run_to_end(session, job, batch_size=2)
+
+    roles = roles_of(session, on_env + on_own)
+    assert {m.id: roles[m.id] for m in on_env} == {m.id: [new_default.slug] for m in on_env}
+    assert {m.id: roles[m.id] for m in on_own} == {m.id: [own.slug] for m in on_own}
+    changed_here = {mid for mid in audits(session, job) if mid in {m.id for m in on_env + on_own}}
+    assert changed_here == {m.id for m in on_env}
+    # New memberships follow the new defaults at once.
+    assert roles_of(session, make_members(session, plain, 1)).popitem()[1] == [new_default.slug]
+    assert roles_of(session, make_members(session, overridden, 1)).popitem()[1] == [own.slug]
+
+
+def test_org_default_override_agrees_with_what_memberships_get(session: Session) -> None:
+    """An override is either refused or applied: never shown but ignored (DESIGN §2)."""
+    org = make_org(session)
+    members = make_members(session, org, 2)
+    env_role = make_env_role(session)  # an environment role, not one of the organization's
+    try:
+        body, started = configuration.update_organization_settings(
+            session, org.id, {"default_role_slug": env_role.slug}, actor="test"
+        )
+    except Unprocessable as exc:  # refusing it is a consistent answer too
+        assert exc.code == "role_not_found"
+        return
+    run_to_end(session, started[0], batch_size=50)
+    shown = body["effective_default_role_slug"]
+    assert roles_of(session, members) == {m.id: [shown] for m in members}
+    assert roles_of(session, make_members(session, org, 1)).popitem()[1] == [shown]
+
+
+def test_unknown_job_type_is_refused(session: Session) -> None:
+    with pytest.raises(Unprocessable):
+        jobs.start_job(session, "no_such_job", {}, created_by="test")
