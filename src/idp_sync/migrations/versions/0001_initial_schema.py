@@ -229,8 +229,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("organization_memberships", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_organization_memberships_default",
-            ["uses_default", "organization_id", "id"],
+            "ix_organization_memberships_uses_default_id", ["uses_default", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_organization_memberships_organization_id_id",
+            ["organization_id", "id"],
             unique=False,
         )
         batch_op.create_index(
@@ -445,7 +448,8 @@ def downgrade() -> None:
     op.drop_table("roles")
     with op.batch_alter_table("organization_memberships", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_organization_memberships_user_id"))
-        batch_op.drop_index("ix_organization_memberships_default")
+        batch_op.drop_index("ix_organization_memberships_uses_default_id")
+        batch_op.drop_index("ix_organization_memberships_organization_id_id")
 
     op.drop_table("organization_memberships")
     with op.batch_alter_table("organization_domains", schema=None) as batch_op:
