@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=120.0, alias="IDP_SYNC_JOB_LEASE_SECONDS")
     publish_timeout_seconds: float = Field(default=2.0, alias="IDP_SYNC_PUBLISH_TIMEOUT")
 
+    sequencer_interval_seconds: float = Field(default=5.0, alias="IDP_SYNC_SEQUENCER_INTERVAL")
+    event_retention_days: int = Field(default=30, alias="IDP_SYNC_EVENT_RETENTION_DAYS", ge=1)
+
     # HTTP
     idempotency_ttl_hours: int = Field(default=24, alias="IDP_SYNC_IDEMPOTENCY_TTL_HOURS")
     api_key_cache_seconds: float = Field(default=30.0, alias="IDP_SYNC_API_KEY_CACHE_SECONDS")

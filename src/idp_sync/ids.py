@@ -16,7 +16,12 @@ from ulid import ULID
 PREFIXES = {
     "api_key": "key",
     "delivery": "wd",
+    "directory": "directory",
+    "directory_event": "dev",
+    "directory_group": "directory_group",
+    "directory_user": "directory_user",
     "event": "event",
+    "group_role_mapping": "grm",
     "idempotency": "idem",
     "job": "job",
     "membership": "om",

@@ -36,8 +36,14 @@ from idp_sync.runtime import Runtime
 log = logging.getLogger(__name__)
 
 QUEUES = ("sync", "bulk", "webhooks", "maintenance")
-TASK_MODULES = ["idp_sync.events.outbox", "idp_sync.jobs.tasks"]
+TASK_MODULES = [
+    "idp_sync.events.outbox",
+    "idp_sync.events.sequencer",
+    "idp_sync.events.maintenance",
+    "idp_sync.jobs.tasks",
+]
 _PENDING_KEY = "idp_sync.pending_publish"
+EVENTS_WRITTEN_KEY = "idp_sync.events_written"
 
 
 def create_celery_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Celery:
@@ -69,6 +75,17 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
                 "task": "idp_sync.outbox.sweep",
                 "schedule": settings.sweeper_interval_seconds,
                 "options": {"queue": "maintenance", "expires": settings.sweeper_interval_seconds},
+            },
+            # A safety net: commits that write events also ask for sequencing at once.
+            "sequence-events": {
+                "task": "idp_sync.events.sequence",
+                "schedule": settings.sequencer_interval_seconds,
+                "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
+            },
+            "purge": {
+                "task": "idp_sync.maintenance.purge",
+                "schedule": 3600.0,
+                "options": {"queue": "maintenance", "expires": 3600},
             },
         },
         include=TASK_MODULES,
@@ -139,11 +156,26 @@ def enqueue(
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
+    wrote_events = session.info.pop(EVENTS_WRITTEN_KEY, False)
     # A message added in a savepoint that was rolled back left the session: not sent.
     committed = [m for m in pending if inspect(m).persistent]
     runtime: Runtime | None = session.info.get("runtime")
-    if committed and runtime is not None and runtime.celery is not None:
+    if runtime is None or runtime.celery is None:
+        return
+    if committed:
         publish_pending(runtime.celery, committed)
+    if wrote_events:
+        request_sequencing(runtime.celery)
+
+
+def request_sequencing(app: Celery) -> None:
+    """Ask for the new events to be positioned now; beat's schedule covers a lost request."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=1.0)
+            app.send_task("idp_sync.events.sequence", queue="sync", connection=conn, retry=False)
+    except Exception as exc:
+        log.warning("sequencing request not sent; beat will sequence", extra={"error": str(exc)})
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -151,6 +183,7 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
     """Work enqueued in a rolled-back transaction is never published."""
     if not previous_transaction.nested:
         session.info.pop(_PENDING_KEY, None)
+        session.info.pop(EVENTS_WRITTEN_KEY, None)
 
 
 def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,9 +46,15 @@ class PageParams:
 
 
 def paginate(
-    session: Session, query: Select[Any], id_column: InstrumentedAttribute[str], page: PageParams
+    session: Session,
+    query: Select[Any],
+    id_column: InstrumentedAttribute[Any],
+    page: PageParams,
+    *,
+    cursor_value: Callable[[str], Any] | None = None,
 ) -> tuple[Sequence[Any], dict[str, str | None]]:
-    """Cursor pagination by prefixed, time-sortable id.
+    """Cursor pagination by prefixed, time-sortable id (or another unique sort column,
+    with ``cursor_value`` turning a client's cursor, always an object id, into its value).
 
     ``after`` moves forward in the requested order, ``before`` moves backward; the
     metadata gives the cursors of the neighbouring pages (``None`` at either end).
@@ -56,14 +62,15 @@ def paginate(
     if page.order == "normal":
         # Newest first, but ``before`` fetches older records and ``after`` newer ones.
         swapped = PageParams(limit=page.limit, before=page.after, after=page.before, order="desc")
-        rows, meta = paginate(session, query, id_column, swapped)
+        rows, meta = paginate(session, query, id_column, swapped, cursor_value=cursor_value)
         return rows, {"before": meta["after"], "after": meta["before"]}
     descending = page.order == "desc"
     backward = page.before is not None
     cursor = page.before if backward else page.after
     walk_descending = descending != backward
     if cursor is not None:
-        query = query.where(id_column < cursor if walk_descending else id_column > cursor)
+        key = cursor_value(cursor) if cursor_value is not None else cursor
+        query = query.where(id_column < key if walk_descending else id_column > key)
     query = query.order_by(id_column.desc() if walk_descending else id_column.asc())
     rows = list(session.scalars(query.limit(page.limit + 1)).unique())
     more = len(rows) > page.limit

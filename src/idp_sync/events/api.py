@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
+from idp_sync.errors import Unprocessable
 from idp_sync.events.models import Event
+from idp_sync.events.sequencer import assign_sequence
 from idp_sync.wire import PageParams, iso, list_body, paginate
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["events"])
@@ -41,9 +43,11 @@ def list_events(
     range_start: dt.datetime | None = None,
     range_end: dt.datetime | None = None,
 ) -> JSONResponse:
-    """Events oldest first by default, so an app polls with ``after`` = the last id it saw."""
+    """Events in stream order (oldest first by default): an app polls with ``after`` = the
+    last id it saw and never misses one (positions are gapless, see events.sequencer)."""
     page = PageParams(limit=limit, before=before, after=after, order=order)  # type: ignore[arg-type]
-    query = select(Event)
+    assign_sequence(session)  # what has committed is listed now, worker or not
+    query = select(Event).where(Event.seq.is_not(None))
     names = [n for n in (events or "").split(",") if n]
     if names:
         query = query.where(Event.event.in_(names))
@@ -53,10 +57,26 @@ def list_events(
         query = query.where(Event.created_at >= _utc(range_start))
     if range_end is not None:
         query = query.where(Event.created_at < _utc(range_end))
-    rows, meta = paginate(session, query, Event.id, page)
+    rows, meta = paginate(
+        session, query, Event.seq, page, cursor_value=lambda cursor: _position(session, cursor)
+    )
     if page.order == "asc" and rows and meta["after"] is None:
         meta["after"] = rows[-1].id  # a poller keeps its place even at the end of the stream
     return respond(list_body([serialize(e) for e in rows], meta))
+
+
+def _position(session: Session, event_id: str) -> int:
+    seq = session.scalar(select(Event.seq).where(Event.id == event_id))
+    if seq is None and event_id.startswith("event_"):
+        # Purged by retention: resume after the newest older event still kept.
+        older = select(func.max(Event.seq)).where(Event.id < event_id, Event.seq.is_not(None))
+        seq = session.scalar(older) or 0
+    if seq is None:
+        raise Unprocessable(
+            f"unknown event cursor '{event_id}'",
+            errors=[{"code": "invalid_cursor", "field": "after"}],
+        )
+    return seq
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -5,22 +5,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp_sync.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class Event(Base):
-    """An event as ``GET /events`` and webhooks show it; written with the change it describes."""
+    """An event as ``GET /events`` and webhooks show it; written with the change it describes.
+
+    ``seq`` is its position in the stream, given after commit by the single sequencer
+    (``events.sequencer``): positions are gapless and only ever given to committed events,
+    so a reader paging by ``seq`` never skips an event that commits late.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_event_id", "event", "id"),)
+    __table_args__ = (
+        Index("ix_events_event_seq", "event", "seq"),
+        Index("ix_events_organization_id_seq", "organization_id", "seq"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     event: Mapped[str] = mapped_column(String(100))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    organization_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    organization_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 

@@ -23,4 +23,5 @@ def record_event(
         created_at=utcnow(),
     )
     session.add(event)
+    session.info["idp_sync.events_written"] = True  # see tasks.request_sequencing
     return event

@@ -44,17 +44,19 @@ def upgrade() -> None:
     op.create_table(
         "events",
         sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("event", sa.String(length=100), nullable=False),
         sa.Column("data", JSON, nullable=False),
         sa.Column("organization_id", sa.String(length=40), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+        sa.UniqueConstraint("seq", name=op.f("uq_events_seq")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_created_at"), ["created_at"], unique=False)
-        batch_op.create_index("ix_events_event_id", ["event", "id"], unique=False)
+        batch_op.create_index("ix_events_event_seq", ["event", "seq"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_events_organization_id"), ["organization_id"], unique=False
+            "ix_events_organization_id_seq", ["organization_id", "seq"], unique=False
         )
 
     op.create_table(
@@ -476,8 +478,8 @@ def downgrade() -> None:
 
     op.drop_table("idempotency_records")
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_events_organization_id"))
-        batch_op.drop_index("ix_events_event_id")
+        batch_op.drop_index("ix_events_organization_id_seq")
+        batch_op.drop_index("ix_events_event_seq")
         batch_op.drop_index(batch_op.f("ix_events_created_at"))
 
     op.drop_table("events")
