@@ -10,6 +10,8 @@ WORKER_CONFIG = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
     "worker_max_tasks_per_child": 1000,
+    # Our JSON handler (idp_sync.logs) stays on the root logger.
+    "worker_hijack_root_logger": False,
     "worker_send_task_events": True,
     "task_send_sent_event": True,
 }

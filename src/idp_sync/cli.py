@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -14,8 +13,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def _logging() -> None:
+    from idp_sync.logs import configure
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
 
 
 @click.group()
@@ -92,10 +94,11 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option("-c", "--concurrency", default=2, show_default=True, type=int)
 @click.pass_context
 def worker(ctx: click.Context, queues: str, concurrency: int) -> None:
-    """Run a Celery worker (prefetch 1, late acks)."""
+    """Run a Celery worker (thread pool, prefetch 1, late acks; -P prefork to change)."""
     from workers.celery_app import app
 
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel=INFO", *ctx.args]
+    _logging()
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-P", "threads", *ctx.args]
     app.worker_main(argv)
 
 
@@ -105,9 +108,10 @@ def beat(ctx: click.Context) -> None:
     """Run Celery beat (the outbox sweeper and other periodic work)."""
     from workers.celery_app import app
 
+    _logging()
     schedule = str((get_settings().data_dir / "beat-schedule").resolve())
     get_settings().ensure_data_dir()
-    app.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+    app.start(["beat", f"--schedule={schedule}", *ctx.args])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

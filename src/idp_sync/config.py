@@ -36,6 +36,27 @@ class Settings(BaseSettings):
     sequencer_interval_seconds: float = Field(default=5.0, alias="IDP_SYNC_SEQUENCER_INTERVAL")
     event_retention_days: int = Field(default=30, alias="IDP_SYNC_EVENT_RETENTION_DAYS", ge=1)
 
+    worker_metrics_port: int | None = Field(default=None, alias="IDP_SYNC_WORKER_METRICS_PORT")
+    log_format: str = Field(default="json", alias="IDP_SYNC_LOG_FORMAT")  # json | text
+    log_level: str = Field(default="INFO", alias="IDP_SYNC_LOG_LEVEL")
+
+    # Webhooks
+    webhook_allow_private_destinations: bool = Field(
+        default=False, alias="IDP_SYNC_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS"
+    )
+    webhook_retry_period_seconds: float = Field(
+        default=3 * 24 * 3600.0, alias="IDP_SYNC_WEBHOOK_RETRY_PERIOD_SECONDS", gt=0
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, alias="IDP_SYNC_WEBHOOK_TIMEOUT_SECONDS", gt=0
+    )
+    webhook_backoff_base_seconds: float = Field(
+        default=30.0, alias="IDP_SYNC_WEBHOOK_BACKOFF_BASE_SECONDS", gt=0
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=4 * 3600.0, alias="IDP_SYNC_WEBHOOK_BACKOFF_MAX_SECONDS", gt=0
+    )
+
     # HTTP
     idempotency_ttl_hours: int = Field(default=24, alias="IDP_SYNC_IDEMPOTENCY_TTL_HOURS")
     api_key_cache_seconds: float = Field(default=30.0, alias="IDP_SYNC_API_KEY_CACHE_SECONDS")

@@ -31,6 +31,7 @@ PREFIXES = {
     "permission": "perm",
     "role": "role",
     "user": "user",
+    "webhook_endpoint": "we",
 }
 
 _lock = threading.Lock()

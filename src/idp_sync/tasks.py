@@ -30,6 +30,7 @@ from idp_sync.context import correlation_id, current_correlation_id
 from idp_sync.db import utcnow
 from idp_sync.events.models import OutboxMessage
 from idp_sync.ids import new_id
+from idp_sync.logs import install_record_factory
 from idp_sync.metrics import PUBLISH_FAILURES, TASK_DURATION, TASK_RUNS
 from idp_sync.runtime import Runtime
 
@@ -44,12 +45,14 @@ TASK_MODULES = [
 ]
 _PENDING_KEY = "idp_sync.pending_publish"
 EVENTS_WRITTEN_KEY = "idp_sync.events_written"
+CORRELATION_HEADER = "idp_correlation_id"
 
 
 def create_celery_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Celery:
     """A Celery app bound to ``runtime`` (or a new one for ``settings``)."""
     runtime = runtime or Runtime(settings or get_settings())
     settings = runtime.settings
+    install_record_factory()
     settings.ensure_data_dir()
     app = Celery("idp_sync", set_as_current=False)
     broker = settings.effective_broker_url
@@ -202,7 +205,7 @@ def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
                     message.task_name,
                     kwargs={**message.kwargs, "outbox_id": message.id},
                     queue=message.queue,
-                    headers={"correlation_id": message.correlation_id},
+                    headers={CORRELATION_HEADER: message.correlation_id},
                     connection=conn,
                     retry=False,
                 )
@@ -234,8 +237,13 @@ class TaskContext:
             yield session
 
     def progress(self, **meta: Any) -> None:
-        """Report progress as task state (visible in Flower when a backend is set)."""
-        if self.task.request.id and not self.task.request.is_eager:
+        """Report progress: a ``task-progress`` monitoring event (Flower shows its fields on
+        the task) and, when a result backend is configured, the task state ``PROGRESS``."""
+        if not self.task.request.id or self.task.request.is_eager:
+            return
+        with contextlib.suppress(Exception):
+            self.task.send_event("task-progress", **meta)
+        if self.task.app.conf.result_backend:
             with contextlib.suppress(Exception):
                 self.task.update_state(state="PROGRESS", meta=meta)
 
@@ -260,7 +268,8 @@ class DbTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         outbox_id = kwargs.pop("outbox_id", None)
         headers = getattr(self.request, "headers", None) or {}
-        cid = headers.get("correlation_id") or getattr(self.request, "correlation_id", None)
+        # Not Celery's own ``correlation_id`` (the task id): ours is the HTTP request's.
+        cid = headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
         token = correlation_id.set(cid)
         started = time.perf_counter()
         try:
@@ -294,6 +303,17 @@ def complete_outbox_message(runtime: Runtime, outbox_id: str) -> None:
             .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
             .values(completed_at=utcnow())
         )
+
+
+@signals.worker_init.connect
+def _worker_metrics(**_: Any) -> None:
+    """Serve the worker's task metrics when ``IDP_SYNC_WORKER_METRICS_PORT`` is set."""
+    port = get_settings().worker_metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+        log.info("worker metrics served", extra={"port": port})
 
 
 @signals.worker_process_init.connect

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp_sync.api import errors, ops
 from idp_sync.auth.services import ApiKeyVerifier
 from idp_sync.config import Settings
 from idp_sync.context import correlation_id, new_correlation_id
+from idp_sync.metrics import HTTP_REQUESTS, DatabaseCollector
 from idp_sync.runtime import Runtime
 from idp_sync.tasks import create_celery_app
 
@@ -30,6 +35,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.api_keys = ApiKeyVerifier(
         runtime.settings.api_key, runtime.settings.api_key_cache_seconds
     )
+    app.state.metrics_registry = _metrics_registry(runtime)
     errors.install(app)
     for router in (
         ops.router,
@@ -43,6 +49,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)
     return app
+
+
+def _metrics_registry(runtime: Runtime) -> CollectorRegistry:
+    """The process's default metrics plus the database-backed pipeline gauges."""
+    registry = CollectorRegistry()
+    registry.register(_Forward(REGISTRY))
+    registry.register(DatabaseCollector(runtime))
+    return registry
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
 
 
 class CorrelationMiddleware:
@@ -60,8 +82,12 @@ class CorrelationMiddleware:
         value = given.decode("latin-1")[:64] if given else new_correlation_id()
         token = correlation_id.set(value)
 
+        status = 500
+
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", value.encode())]
             await send(message)
@@ -70,3 +96,6 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(scope.get("method", ""), template, str(status)).inc()
