@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=120.0, alias="IDP_SYNC_JOB_LEASE_SECONDS")
     publish_timeout_seconds: float = Field(default=2.0, alias="IDP_SYNC_PUBLISH_TIMEOUT")
 
+    reconcile_interval_seconds: float = Field(
+        default=86400.0, alias="IDP_SYNC_RECONCILE_INTERVAL_SECONDS"
+    )
     sequencer_interval_seconds: float = Field(default=5.0, alias="IDP_SYNC_SEQUENCER_INTERVAL")
     event_retention_days: int = Field(default=30, alias="IDP_SYNC_EVENT_RETENTION_DAYS", ge=1)
 

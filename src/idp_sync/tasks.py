@@ -85,6 +85,11 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
                 "schedule": settings.sequencer_interval_seconds,
                 "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
             },
+            "reconcile": {
+                "task": "idp_sync.jobs.schedule_reconcile",
+                "schedule": settings.reconcile_interval_seconds,
+                "options": {"queue": "maintenance", "expires": 600},
+            },
             "purge": {
                 "task": "idp_sync.maintenance.purge",
                 "schedule": 3600.0,

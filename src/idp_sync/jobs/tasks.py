@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from sqlalchemy import select
 
 from idp_sync.jobs import services
+from idp_sync.jobs.models import Job
 from idp_sync.tasks import DbTask
 
 log = logging.getLogger(__name__)
@@ -55,3 +57,15 @@ def run_job(task: DbTask, job_id: str) -> str:
 
 def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, DbTask.autoretry_for)
+
+
+@shared_task(bind=True, base=DbTask, name="idp_sync.jobs.schedule_reconcile", acks_late=False)
+def schedule_reconcile(task: DbTask) -> str | None:
+    """Beat: start an environment-wide reconciliation unless one is already under way."""
+    with task.ctx.transaction() as session:
+        busy = session.scalar(
+            select(Job.id).where(Job.type == "reconcile", Job.state.in_(("pending", "running")))
+        )
+        if busy is not None:
+            return None
+        return services.start_job(session, "reconcile", {}, created_by="beat").id

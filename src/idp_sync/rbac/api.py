@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
 from idp_sync.errors import Unprocessable
+from idp_sync.jobs.models import Job
+from idp_sync.jobs.preview import dry_run as preview
 from idp_sync.jobs.services import serialize as serialize_job
 from idp_sync.organizations.services import get_organization
 from idp_sync.rbac import configuration, schemas, services
@@ -115,10 +117,17 @@ def update_environment_role(
 
 
 @router.delete("/authorization/roles/{slug}", status_code=202)
-def delete_environment_role(slug: str, request: Request, session: SessionDep) -> JSONResponse:
+def delete_environment_role(
+    slug: str, request: Request, session: SessionDep, dry_run: bool = False
+) -> JSONResponse:
     """Ours (WorkOS has no API for it): 202 with the job that reassigns its holders."""
     role = services.get_environment_role(session, slug)
-    job = configuration.delete_role(session, role, actor=_actor(request))
+    actor = _actor(request)
+    if dry_run:
+        return respond(
+            preview(session, lambda: [configuration.delete_role(session, role, actor=actor)])
+        )
+    job = configuration.delete_role(session, role, actor=actor)
     return respond(serialize_job(job), 202)
 
 
@@ -183,10 +192,15 @@ def update_organization_role(
 
 @router.delete("/authorization/organizations/{organization_id}/roles/{slug}", status_code=202)
 def delete_organization_role(
-    organization_id: str, slug: str, request: Request, session: SessionDep
+    organization_id: str, slug: str, request: Request, session: SessionDep, dry_run: bool = False
 ) -> JSONResponse:
     role = services.get_custom_role(session, organization_id, slug)
-    job = configuration.delete_role(session, role, actor=_actor(request))
+    actor = _actor(request)
+    if dry_run:
+        return respond(
+            preview(session, lambda: [configuration.delete_role(session, role, actor=actor)])
+        )
+    job = configuration.delete_role(session, role, actor=actor)
     return respond(serialize_job(job), 202)
 
 
@@ -248,9 +262,17 @@ def put_org_settings(
     body: schemas.OrganizationSettingsUpdate,
     request: Request,
     session: SessionDep,
+    dry_run: bool = False,
 ) -> JSONResponse:
     changes = body.model_dump(exclude_unset=True)
-    result, jobs = configuration.update_organization_settings(
-        session, organization_id, changes, actor=_actor(request)
-    )
+    actor = _actor(request)
+
+    def change() -> tuple[dict[str, object], list[Job]]:
+        return configuration.update_organization_settings(
+            session, organization_id, changes, actor=actor
+        )
+
+    if dry_run:
+        return respond(preview(session, lambda: change()[1]))
+    result, jobs = change()
     return respond(configuration.with_jobs(result, jobs), 202 if jobs else 200)
