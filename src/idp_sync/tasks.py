@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,13 +178,51 @@ def _publish_after_commit(session: Session) -> None:
 
 
 def request_sequencing(app: Celery) -> None:
-    """Ask for the new events to be positioned now; beat's schedule covers a lost request."""
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=1.0)
-            app.send_task("idp_sync.events.sequence", queue="sync", connection=conn, retry=False)
-    except Exception as exc:
-        log.warning("sequencing request not sent; beat will sequence", extra={"error": str(exc)})
+    """Ask for new events to be positioned soon, off the request path: a background
+    notifier coalesces requests into at most one message per ``_NOTIFY_PERIOD``."""
+    notifier = getattr(app, "_idp_sequencing_notifier", None)
+    if notifier is None:
+        with _notifier_lock:
+            notifier = getattr(app, "_idp_sequencing_notifier", None)
+            if notifier is None:
+                notifier = _SequencingNotifier(app)
+                app._idp_sequencing_notifier = notifier
+    notifier.wake()
+
+
+_NOTIFY_PERIOD = 0.05
+_notifier_lock = threading.Lock()
+
+
+class _SequencingNotifier:
+    """One daemon thread per app that sends ``idp_sync.events.sequence`` when woken.
+
+    Losing a request is harmless (beat sequences every few seconds, and GET /events
+    sequences inline); what matters is that commits never wait on the broker for it.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.wanted = threading.Event()
+        threading.Thread(target=self._run, name="idp-sync-sequencing", daemon=True).start()
+
+    def wake(self) -> None:
+        self.wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            try:
+                with self.app.producer_or_acquire() as producer:
+                    self.app.send_task(
+                        "idp_sync.events.sequence", queue="sync", producer=producer, retry=False
+                    )
+            except Exception as exc:
+                log.warning(
+                    "sequencing request not sent; beat will sequence", extra={"error": str(exc)}
+                )
+            time.sleep(_NOTIFY_PERIOD)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -195,7 +234,7 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
 
 
 def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
-    """Publish outbox messages on one connection; returns how many were sent.
+    """Publish outbox messages on one pooled connection; returns how many were sent.
 
     An unreachable broker costs one bounded connection attempt, not one per message: the
     rest stays pending in the outbox for the sweeper.
@@ -203,15 +242,15 @@ def publish_pending(app: Celery, messages: list[OutboxMessage]) -> int:
     timeout = runtime_of(app).settings.publish_timeout_seconds
     sent = 0
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        with app.producer_or_acquire() as producer:  # pooled: no new connection per commit
+            producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
             for message in messages:
                 app.send_task(
                     message.task_name,
                     kwargs={**message.kwargs, "outbox_id": message.id},
                     queue=message.queue,
                     headers={CORRELATION_HEADER: message.correlation_id},
-                    connection=conn,
+                    producer=producer,
                     retry=False,
                 )
                 sent += 1

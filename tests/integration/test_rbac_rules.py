@@ -318,3 +318,30 @@ def test_role_events_carry_scope(session: Session) -> None:
     assert len(env_created) == 1 and env_created[0].organization_id is None
     assert [e.data["slug"] for e in org_created] == [org_role.slug]
     assert org_created[0].data["organization_id"] == org.id
+
+
+def test_the_one_statement_membership_view_matches_the_serializer(session) -> None:
+    """memberships.queries is a fast path: it must answer exactly what the ORM path does."""
+    from idp_sync.memberships import serializers
+    from idp_sync.memberships.queries import membership_view
+    from idp_sync.memberships.services import create_membership
+    from idp_sync.organizations.services import create_organization
+    from idp_sync.users.services import create_user
+
+    org = create_organization(
+        session,
+        name="View Org",
+        domains=[],
+        external_id=None,
+        metadata={"k": "v"},
+        allow_profiles_outside_organization=None,
+    )
+    user = create_user(
+        session, {"email": "view@example.com", "first_name": "Vi", "metadata": {"a": "b"}}
+    )
+    membership = create_membership(
+        session, organization_id=org.id, user_id=user.id, role_slugs=None
+    )
+    session.flush()
+    assert membership_view(session, membership.id) == serializers.membership(membership, org.name)
+    assert membership_view(session, "om_missing") is None

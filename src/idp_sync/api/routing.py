@@ -44,7 +44,7 @@ class UnitOfWorkRoute(APIRoute):
                 response = await handler(request)
                 if guard is not None and 200 <= response.status_code < 300:
                     guard.store(session, response.status_code, _json_body(response))
-                await run_in_threadpool(session.commit)
+                await run_in_threadpool(_commit_and_close, session)
                 return response
             except IntegrityError:
                 await run_in_threadpool(session.rollback)
@@ -61,6 +61,13 @@ class UnitOfWorkRoute(APIRoute):
                 await run_in_threadpool(session.close)
 
         return route
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    finally:
+        session.close()
 
 
 async def _authenticate(request: Request, session: Session) -> str:
@@ -98,6 +105,6 @@ def respond(body: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
-def session_of(request: Request) -> Session:
+async def session_of(request: Request) -> Session:
     session: Session = request.state.session
     return session

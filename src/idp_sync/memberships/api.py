@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
-from idp_sync.errors import Unprocessable
+from idp_sync.errors import NotFound, Unprocessable
 from idp_sync.memberships import serializers as ser
 from idp_sync.memberships import services
 from idp_sync.memberships.models import OrganizationMembership
+from idp_sync.memberships.queries import membership_view
 from idp_sync.organizations.models import Organization
 from idp_sync.wire import PageParams, list_body, paginate
 
@@ -82,7 +83,10 @@ def list_memberships(
 
 @router.get(BASE + "/{membership_id}")
 def get_membership(membership_id: str, session: SessionDep) -> JSONResponse:
-    return _render(session, services.get_membership(session, membership_id))
+    view = membership_view(session, membership_id)  # one statement: the hot read path
+    if view is None:
+        raise NotFound(f"organization membership {membership_id} not found")
+    return respond(view)
 
 
 @router.put(BASE + "/{membership_id}")

@@ -40,10 +40,11 @@ class OrganizationMembership(Base):
         cascade="all, delete-orphan",
         lazy="selectin",
     )
+    # Loaded on demand: reads never need them; recompute loads a batch's in one query.
     api_roles: Mapped[list[MembershipApiRole]] = relationship(
         order_by="MembershipApiRole.position",
         cascade="all, delete-orphan",
-        lazy="selectin",
+        lazy="select",
     )
 
 

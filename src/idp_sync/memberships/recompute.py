@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session, lazyload, selectinload
 
 from idp_sync.db import utcnow
 from idp_sync.memberships.models import MembershipAudit, MembershipRole, OrganizationMembership
@@ -45,7 +45,9 @@ class RoleCatalog:
         settings = environment_settings(session)
         self.default_role = settings.default_role_slug
         self.multiple_roles = settings.multiple_roles_enabled
-        env = session.scalars(select(Role).where(*live_roles([ENV_SCOPE]))).all()
+        env = session.scalars(
+            select(Role).where(*live_roles([ENV_SCOPE])).options(lazyload(Role.permissions))
+        ).all()
         self.env_roles = {r.slug: r for r in env}
         self._orgs: dict[str, OrgRoles] = {}
 
@@ -56,7 +58,9 @@ class RoleCatalog:
         return cached
 
     def _load(self, organization_id: str) -> OrgRoles:
-        own = self.session.scalars(select(Role).where(*live_roles([organization_id]))).all()
+        own = self.session.scalars(
+            select(Role).where(*live_roles([organization_id])).options(lazyload(Role.permissions))
+        ).all()
         by_slug = {**self.env_roles, **{r.slug: r for r in own}}
         order = effective_priority_order(self.session, organization_id, by_slug.values())
         org = organization_settings(self.session, organization_id)
@@ -108,6 +112,7 @@ def recompute(
     reason: str,
 ) -> list[OrganizationMembership]:
     """Resolve each membership and write those whose roles changed. Returns the changed."""
+    _load_api_roles(session, memberships)
     inputs = idp_inputs(session, [m.id for m in memberships]) if IDP_LOADERS else {}
     changed = []
     for membership in memberships:
@@ -116,6 +121,19 @@ def recompute(
         if apply_resolution(session, membership, resolution, org, reason=reason):
             changed.append(membership)
     return changed
+
+
+def _load_api_roles(session: Session, memberships: Sequence[OrganizationMembership]) -> None:
+    """One query for the API roles of every membership that has not loaded them yet."""
+    ids = [
+        m.id for m in memberships if "api_roles" in inspect(m).unloaded and inspect(m).persistent
+    ]
+    if ids:
+        session.scalars(
+            select(OrganizationMembership)
+            .where(OrganizationMembership.id.in_(ids))
+            .options(selectinload(OrganizationMembership.api_roles))
+        ).all()
 
 
 def apply_resolution(

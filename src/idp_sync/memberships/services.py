@@ -18,7 +18,7 @@ from idp_sync.ids import new_id
 from idp_sync.memberships import serializers as ser
 from idp_sync.memberships.models import MembershipApiRole, OrganizationMembership
 from idp_sync.memberships.recompute import OrgRoles, RoleCatalog, recompute
-from idp_sync.organizations.services import get_organization
+from idp_sync.organizations.models import Organization
 from idp_sync.users.services import get_user
 
 STATUSES = ("active", "inactive", "pending")
@@ -91,8 +91,9 @@ def create_membership(
     session: Session, *, organization_id: str, user_id: str, role_slugs: list[str] | None
 ) -> OrganizationMembership:
     """A new active membership; an inactive one for the same pair is reactivated instead."""
-    get_organization(session, organization_id)
-    get_user(session, user_id)
+    if session.scalar(select(Organization.id).where(Organization.id == organization_id)) is None:
+        raise NotFound(f"organization {organization_id} not found")
+    user = get_user(session, user_id)
     catalog = RoleCatalog(session)
     org = catalog.for_org(organization_id)
     slugs = validate_role_slugs(catalog, org, role_slugs) if role_slugs is not None else []
@@ -121,6 +122,7 @@ def create_membership(
         api_roles=[],
         custom_attributes={},
         provenance={},
+        user=user,
     )
     session.add(membership)
     _set_api_roles(membership, slugs, org)

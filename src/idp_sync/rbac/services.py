@@ -37,10 +37,13 @@ ORG_ROLE_PREFIX = "org-"
 
 def environment_settings(session: Session, *, for_update: bool = False) -> EnvironmentSettings:
     """The environment's settings row (seeded by the first migration)."""
-    query = select(EnvironmentSettings).where(EnvironmentSettings.id == 1)
-    if for_update:
-        query = query.with_for_update()
-    return session.scalars(query).one()
+    if not for_update:
+        row = session.get(EnvironmentSettings, 1)  # the identity map answers repeat reads
+        if row is None:
+            raise RuntimeError("environment settings missing: run `idp-sync db upgrade`")
+        return row
+    query = select(EnvironmentSettings).where(EnvironmentSettings.id == 1).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
 def organization_settings(
