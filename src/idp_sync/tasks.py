@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task, signals
-from kombu.entity import Queue
+from celery.exceptions import Retry
+from kombu.entity import Exchange, Queue
 from sqlalchemy import event, inspect, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -65,7 +66,14 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_default_queue="sync",
-        task_queues=[Queue(name) for name in QUEUES],
+        # Each queue its own direct exchange and routing key: with bare Queue(name), Celery
+        # binds every queue to the default exchange under the same key, and a message for
+        # one queue is copied into all of them.
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES
+        ],
+        task_default_exchange="sync",
+        task_default_routing_key="sync",
         task_create_missing_queues=True,
         task_serializer="json",
         accept_content=["json"],
@@ -320,6 +328,9 @@ class DbTask(Task):  # type: ignore[misc]
             result = self.run(*args, **kwargs)
             if outbox_id is not None:
                 complete_outbox_message(runtime_of(self.app), outbox_id)
+        except Retry:
+            TASK_RUNS.labels(self.name, "retry").inc()
+            raise
         except Exception:
             TASK_RUNS.labels(self.name, "failure").inc()
             TASK_DURATION.labels(self.name).observe(time.perf_counter() - started)

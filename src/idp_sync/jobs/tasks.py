@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from sqlalchemy import select
 
+from idp_sync.db import utcnow
 from idp_sync.jobs import services
 from idp_sync.jobs.models import Job
 from idp_sync.tasks import DbTask
@@ -22,6 +23,13 @@ def run_job(task: DbTask, job_id: str) -> str:
     with ctx.transaction() as session:
         job = services.claim(session, job_id, settings.job_lease_seconds)
         if job is None:
+            held = session.get(Job, job_id)
+            if held is not None and held.state in ("pending", "running"):
+                # Another delivery holds a live lease. Come back when it expires: if that
+                # worker died, this delivery resumes the job; if not, the job is finished.
+                expires = held.lease_expires_at or utcnow()
+                wait = max((expires - utcnow()).total_seconds(), 0.0) + 1.0
+                raise task.retry(countdown=wait, max_retries=None)
             return "skipped"
         job_type = job.type
     log.info("job started", extra={"job_id": job_id, "job_type": job_type})

@@ -1,0 +1,210 @@
+"""Issue 6 point 5: a job whose worker is killed with SIGKILL mid-way resumes from its last
+committed batch once redelivered, and ends with every membership right, none changed twice
+and no event duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from conftest import API_KEY, make_settings, serve, unique, wait_for
+from idp_sync.db import utcnow
+from idp_sync.events.models import Event
+from idp_sync.events.outbox import claim_due_messages
+from idp_sync.ids import new_id
+from idp_sync.jobs.models import Job
+from idp_sync.memberships.models import MembershipAudit, MembershipRole, OrganizationMembership
+from idp_sync.organizations.models import Organization
+from idp_sync.rbac.models import Role
+from idp_sync.runtime import Runtime
+from idp_sync.tasks import create_celery_app, publish_pending
+from idp_sync.users.models import User
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+MEMBERS = 1500
+
+
+def _seed(engine: sa.Engine, org_id: str) -> list[str]:
+    """Memberships on the default role, written in bulk (the API would take too long)."""
+    now = utcnow()
+    with Session(engine) as db, db.begin():
+        member = db.scalar(
+            sa.select(Role).where(Role.scope == "environment", Role.slug == "member")
+        )
+        assert member is not None
+        db.add(Organization(id=org_id, name="Killed", metadata_={}, created_at=now, updated_at=now))
+        db.flush()
+        users = [
+            {
+                "id": new_id("user"),
+                "email": f"{unique('k')}@example.com",
+                "email_verified": False,
+                "metadata": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for _ in range(MEMBERS)
+        ]
+        db.execute(sa.insert(User.__table__), users)
+        memberships = [
+            {
+                "id": new_id("membership"),
+                "organization_id": org_id,
+                "user_id": u["id"],
+                "status": "active",
+                "directory_managed": False,
+                "role_source": "default",
+                "uses_default": True,
+                "provenance": {},
+                "custom_attributes": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for u in users
+        ]
+        db.execute(sa.insert(OrganizationMembership.__table__), memberships)
+        db.execute(
+            sa.insert(MembershipRole.__table__),
+            [
+                {
+                    "membership_id": m["id"],
+                    "role_id": member.id,
+                    "role_slug": "member",
+                    "position": 0,
+                }
+                for m in memberships
+            ],
+        )
+    return [m["id"] for m in memberships]
+
+
+def _worker(settings_env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_env}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idp_sync.cli",
+            "worker",
+            "-Q",
+            "bulk",
+            "-c",
+            "1",
+            "-P",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "ab"),
+    )
+
+
+def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
+    pg_url, redis_url, engine, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        pg_url,
+        redis_url,
+        str(tmp_path),
+        IDP_SYNC_JOB_BATCH_SIZE=20,
+        IDP_SYNC_JOB_LEASE_SECONDS=2.0,
+    )
+    env = {
+        "DATABASE_URL": pg_url,
+        "BROKER_URL": redis_url,
+        "IDP_SYNC_API_KEY": API_KEY,
+        "IDP_SYNC_BROKER_KEY_PREFIX": settings.broker_key_prefix,
+        "IDP_SYNC_JOB_BATCH_SIZE": "20",
+        "IDP_SYNC_JOB_LEASE_SECONDS": "2",
+        "IDP_SYNC_DATA_DIR": str(tmp_path),
+        "IDP_SYNC_LOG_LEVEL": "WARNING",
+    }
+    runtime = Runtime(settings)
+    app = create_celery_app(runtime=runtime)
+    server = serve(runtime)
+    org_id = new_id("organization")
+    ids = _seed(engine, org_id)
+    role = unique("after-kill")
+    first = None
+    try:
+        httpx.post(
+            f"{server.url}/authorization/roles", json={"slug": role, "name": "K"}, headers=HEADERS
+        )
+        answer = httpx.put(
+            f"{server.url}/organizations/{org_id}/authorization_settings",
+            json={"default_role_slug": role},
+            headers=HEADERS,
+        )
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job"]["id"]
+
+        def progress() -> Job:
+            with Session(engine) as db:
+                job = db.get(Job, job_id)
+                assert job is not None
+                return job
+
+        first = _worker(env, tmp_path)
+        wait_for(lambda: progress().done >= MEMBERS // 4, timeout=60, interval=0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        killed_at = progress()
+        assert killed_at.state == "running" and 0 < killed_at.done < MEMBERS
+
+        # Redelivery: the sweeper republishes the job's outbox message once it is due.
+        second = _worker(env, tmp_path)
+        try:
+
+            def swept_and_done() -> bool:
+                with runtime.transaction() as db:
+                    due = claim_due_messages(db, threshold_seconds=2.0)
+                if due:
+                    publish_pending(app, due)
+                return progress().state == "succeeded"
+
+            wait_for(swept_and_done, timeout=90, interval=0.5)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(20)
+
+        job = progress()
+        assert job.done == MEMBERS and job.changed == MEMBERS
+        with Session(engine) as db:
+            roles = dict(
+                db.execute(
+                    sa.select(MembershipRole.membership_id, MembershipRole.role_slug).where(
+                        MembershipRole.membership_id.in_(ids)
+                    )
+                ).all()
+            )
+            assert set(roles.values()) == {role} and len(roles) == MEMBERS
+            audits = db.execute(
+                sa.select(MembershipAudit.membership_id, sa.func.count())
+                .where(MembershipAudit.organization_id == org_id)
+                .group_by(MembershipAudit.membership_id)
+            ).all()
+            assert len(audits) == MEMBERS and {n for _, n in audits} == {1}
+            datas = db.scalars(
+                sa.select(Event.data).where(
+                    Event.organization_id == org_id,
+                    Event.event == "organization_membership.updated",
+                )
+            ).all()
+            events = Counter(d["id"] for d in datas).most_common()
+            assert len(events) == MEMBERS and {n for _, n in events} == {1}
+    finally:
+        if first is not None and first.poll() is None:
+            first.kill()
+        server.stop()
+        runtime.dispose()
