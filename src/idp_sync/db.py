@@ -58,7 +58,12 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Statement parameters are hidden from SQLAlchemy's error messages and logs: they can
+    hold tokens, webhook secrets or SAML data.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
