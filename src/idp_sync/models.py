@@ -2,6 +2,7 @@
 
 from idp_sync.auth import models as auth_models
 from idp_sync.db import Base
+from idp_sync.directory import models as directory_models
 from idp_sync.events import models as event_models
 from idp_sync.jobs import models as job_models
 from idp_sync.memberships import models as membership_models
@@ -12,6 +13,7 @@ from idp_sync.users import models as user_models
 __all__ = [
     "Base",
     "auth_models",
+    "directory_models",
     "event_models",
     "job_models",
     "membership_models",

@@ -20,6 +20,8 @@ from idp_sync.tasks import create_celery_app
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """Build the API for ``runtime`` (or a new one for ``settings``); connects nothing yet."""
+    from idp_sync.directory.api import router as directory_router
+    from idp_sync.directory.scim.api import router as scim_router
     from idp_sync.events.api import router as events_router
     from idp_sync.jobs.api import router as jobs_router
     from idp_sync.memberships.api import router as memberships_router
@@ -45,6 +47,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         memberships_router,
         events_router,
         jobs_router,
+        directory_router,
+        scim_router,
     ):
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)

@@ -13,17 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
+from idp_sync.directory.models import DirectoryGroupMember, DirectoryUser
 from idp_sync.errors import NotFound, Unprocessable
-from idp_sync.events.services import record_event
 from idp_sync.ids import new_id
 from idp_sync.jobs.models import Job
-from idp_sync.memberships import serializers as membership_ser
+from idp_sync.memberships.bulk import recompute_ids
 from idp_sync.memberships.models import MembershipApiRole, MembershipRole, OrganizationMembership
-from idp_sync.memberships.recompute import RoleCatalog, recompute
+from idp_sync.memberships.recompute import RoleCatalog
 from idp_sync.rbac.models import OrganizationAuthorizationSettings
 from idp_sync.rbac.services import finish_role_deletion
 from idp_sync.tasks import enqueue
@@ -32,10 +32,12 @@ from idp_sync.wire import iso
 RUN_TASK = "idp_sync.jobs.run"
 JOB_TYPES = (
     "default_role_change",
+    "directory_mapping_change",
     "priority_order_change",
     "multiple_roles_disabled",
     "reconcile",
     "role_deletion",
+    "sso_mapping_change",
 )
 OM = OrganizationMembership
 
@@ -123,7 +125,39 @@ def affected(job: Job) -> Select[tuple[str]]:
             .having(func.count() > 1)
         )
         query = query.where(OM.id.in_(several))
+    elif job.type == "directory_mapping_change":  # issue 4: a directory's mappings changed
+        query = query.where(_directory_members(job.params))
+    elif job.type == "sso_mapping_change":  # issue 5: a connection's mappings changed
+        query = query.where(_sso_members(job.params))
     return query
+
+
+def _sso_members(params: dict[str, Any]) -> ColumnElement[bool]:
+    """Members who signed in through the connection; once it is deleted, the SSO-sourced."""
+    from idp_sync.sso.models import SsoProfile
+
+    if not params.get("connection_id"):
+        return OM.role_source == "sso"
+    signed_in = select(SsoProfile.user_id).where(
+        SsoProfile.connection_id == params["connection_id"], SsoProfile.user_id.is_not(None)
+    )
+    return OM.user_id.in_(signed_in)
+
+
+def _directory_members(params: dict[str, Any]) -> ColumnElement[bool]:
+    """Memberships linked to the directory's users (or to one group's members, after a
+    rename or deletion); once the directory is deleted, the managed ones."""
+    if not params.get("directory_id"):
+        return OM.directory_managed.is_(True)
+    linked = select(DirectoryUser.user_id).where(
+        DirectoryUser.directory_id == params["directory_id"], DirectoryUser.user_id.is_not(None)
+    )
+    if params.get("group_id"):
+        members = select(DirectoryGroupMember.user_id).where(
+            DirectoryGroupMember.group_id == params["group_id"]
+        )
+        linked = linked.where(DirectoryUser.id.in_(members))
+    return OM.user_id.in_(linked)
 
 
 def claim(session: Session, job_id: str, lease_seconds: float) -> Job | None:
@@ -157,26 +191,11 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
         job.lease_expires_at = None
         job.done = max(job.done, job.total)
         return False
-    memberships = session.scalars(
-        select(OM)
-        .where(OM.id.in_(ids))
-        .order_by(OM.id)
-        .with_for_update(of=OM)
-        .execution_options(populate_existing=True)
-    ).all()
-    changed = recompute(session, memberships, RoleCatalog(session), reason=f"{job.type}:{job.id}")
-    session.flush()
-    for membership in changed:
-        record_event(
-            session,
-            "organization_membership.updated",
-            membership_ser.event_data(membership),
-            organization_id=membership.organization_id,
-        )
+    changed = recompute_ids(session, ids, RoleCatalog(session), reason=f"{job.type}:{job.id}")
     job.cursor = ids[-1]
     job.done += len(ids)
     job.total = max(job.total, job.done)
-    job.changed += len(changed)
+    job.changed += changed
     job.updated_at = now
     job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
     return True

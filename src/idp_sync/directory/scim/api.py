@@ -1,0 +1,312 @@
+"""HTTP: the SCIM 2.0 server of each directory at ``/scim/v2/{directory_id}/`` (RFC 7644).
+
+Handlers parse, call a mirror service, render; ``ScimRoute`` owns authentication, the
+transaction and error bodies. Request bodies arrive already normalised by the directory's
+IdP adapter (``request.state.scim_body``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from idp_sync.directory import members, mirror
+from idp_sync.directory.models import Directory, DirectoryGroup, DirectoryUser
+from idp_sync.directory.scim import filters, schemas
+from idp_sync.directory.scim.errors import InvalidSyntax, InvalidValue, ScimError, ScimNotFound
+from idp_sync.directory.scim.patch import parse_ops
+from idp_sync.directory.scim.routing import ScimRoute, scim_response
+
+router = APIRouter(prefix="/scim/v2/{directory_id}", route_class=ScimRoute, tags=["scim"])
+
+
+def _session(request: Request) -> Session:
+    session: Session = request.state.session
+    return session
+
+
+def _directory(request: Request) -> Directory:
+    directory: Directory = request.state.directory
+    return directory
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+DirectoryDep = Annotated[Directory, Depends(_directory)]
+
+
+class Listing:
+    """Query parameters of a SCIM list (RFC 7644 §3.4.2): filter, paging, projection."""
+
+    def __init__(
+        self,
+        filter: Annotated[str | None, Query()] = None,
+        startIndex: Annotated[str | None, Query()] = None,
+        count: Annotated[str | None, Query()] = None,
+        attributes: Annotated[str | None, Query()] = None,
+        excludedAttributes: Annotated[str | None, Query()] = None,
+    ) -> None:
+        self.filter = filter
+        # RFC 7644 §3.4.2.4: startIndex < 1 is 1; count < 0 is 0; the server may cap count.
+        self.start = max(_int(startIndex, 1, "startIndex"), 1)
+        self.count = min(max(_int(count, schemas.DEFAULT_COUNT, "count"), 0), schemas.MAX_COUNT)
+        self.attributes = schemas.split_list(attributes)
+        self.excluded = schemas.split_list(excludedAttributes)
+
+    def wants_members(self) -> bool:
+        projected = schemas.project({"members": True}, self.attributes, self.excluded)
+        return "members" in projected
+
+
+ListingDep = Annotated[Listing, Depends(Listing)]
+
+
+def _int(raw: str | None, default: int, name: str) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidValue(f"{name} must be an integer") from None
+
+
+def _base(request: Request, directory: Directory) -> str:
+    return f"{str(request.base_url).rstrip('/')}/scim/v2/{directory.id}"
+
+
+def _body(request: Request) -> dict[str, Any]:
+    body: dict[str, Any] | None = request.state.scim_body
+    if body is None:
+        raise InvalidSyntax("a JSON body is required")
+    return body
+
+
+# --- discovery (RFC 7644 §4) ------------------------------------------------------------
+
+
+@router.get("/ServiceProviderConfig")
+def service_provider_config(request: Request, directory: DirectoryDep) -> JSONResponse:
+    return scim_response(schemas.service_provider_config(_base(request, directory)))
+
+
+@router.get("/ResourceTypes")
+def resource_types(request: Request, directory: DirectoryDep) -> JSONResponse:
+    items = schemas.resource_types(_base(request, directory))
+    return scim_response(schemas.list_response(items, len(items), 1))
+
+
+@router.get("/ResourceTypes/{name}")
+def resource_type(name: str, request: Request, directory: DirectoryDep) -> JSONResponse:
+    found = [t for t in schemas.resource_types(_base(request, directory)) if t["id"] == name]
+    if not found:
+        raise ScimNotFound(f"resource type {name} not found")
+    return scim_response(found[0])
+
+
+@router.get("/Schemas")
+def schema_list(request: Request, directory: DirectoryDep) -> JSONResponse:
+    items = schemas.schemas(_base(request, directory))
+    return scim_response(schemas.list_response(items, len(items), 1))
+
+
+@router.get("/Schemas/{urn}")
+def schema(urn: str, request: Request, directory: DirectoryDep) -> JSONResponse:
+    found = [s for s in schemas.schemas(_base(request, directory)) if s["id"] == urn]
+    if not found:
+        raise ScimNotFound(f"schema {urn} not found")
+    return scim_response(found[0])
+
+
+# --- Users ------------------------------------------------------------------------------
+
+
+def _user(
+    request: Request, directory: Directory, user: DirectoryUser, listing: Listing | None = None
+) -> dict[str, Any]:
+    resource = schemas.user_resource(user, _base(request, directory))
+    if listing is not None:
+        resource = schemas.project(resource, listing.attributes, listing.excluded)
+    return resource
+
+
+@router.post("/Users", status_code=201)
+def create_user(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
+    user = mirror.create_user(session, directory, _body(request))
+    resource = _user(request, directory, user)
+    return scim_response(resource, 201, resource["meta"]["location"])
+
+
+@router.get("/Users")
+def list_users(
+    request: Request, session: SessionDep, directory: DirectoryDep, listing: ListingDep
+) -> JSONResponse:
+    query = select(DirectoryUser).where(
+        DirectoryUser.directory_id == directory.id, DirectoryUser.deleted_at.is_(None)
+    )
+    if listing.filter:
+        query = query.where(filters.parse_filter(listing.filter, filters.USER_ATTRS))
+    rows, total = _page(session, query, DirectoryUser.id, listing)
+    resources = [_user(request, directory, u, listing) for u in rows]
+    return scim_response(schemas.list_response(resources, total, listing.start))
+
+
+@router.get("/Users/{user_id}")
+def get_user(
+    user_id: str,
+    request: Request,
+    session: SessionDep,
+    directory: DirectoryDep,
+    listing: ListingDep,
+) -> JSONResponse:
+    user = mirror.get_user(session, directory, user_id)
+    return scim_response(_user(request, directory, user, listing))
+
+
+@router.put("/Users/{user_id}")
+def replace_user(
+    user_id: str, request: Request, session: SessionDep, directory: DirectoryDep
+) -> JSONResponse:
+    user = mirror.get_user(session, directory, user_id)
+    user = mirror.replace_user(session, directory, user, _body(request))
+    return scim_response(_user(request, directory, user))
+
+
+@router.patch("/Users/{user_id}")
+def patch_user(
+    user_id: str,
+    request: Request,
+    session: SessionDep,
+    directory: DirectoryDep,
+    listing: ListingDep,
+) -> JSONResponse:
+    user = mirror.get_user(session, directory, user_id)
+    user = mirror.patch_user(session, directory, user, parse_ops(_body(request)))
+    return scim_response(_user(request, directory, user, listing))
+
+
+@router.delete("/Users/{user_id}", status_code=204)
+def delete_user(user_id: str, session: SessionDep, directory: DirectoryDep) -> Response:
+    mirror.delete_user(session, directory, mirror.get_user(session, directory, user_id))
+    return Response(status_code=204)
+
+
+# --- Groups -----------------------------------------------------------------------------
+
+
+def _group(
+    request: Request,
+    session: Session,
+    directory: Directory,
+    group: DirectoryGroup,
+    listing: Listing | None = None,
+) -> dict[str, Any]:
+    with_members = listing is None or listing.wants_members()
+    member_list = None
+    if with_members:
+        member_list = [
+            {
+                "value": user_id,
+                "display": display,
+                "$ref": f"{_base(request, directory)}/Users/{user_id}",
+            }
+            for user_id, display in members.member_rows(session, group.id)
+        ]
+    resource = schemas.group_resource(group, _base(request, directory), member_list)
+    if listing is not None:
+        resource = schemas.project(resource, listing.attributes, listing.excluded)
+    return resource
+
+
+@router.post("/Groups", status_code=201)
+def create_group(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
+    group = mirror.create_group(session, directory, _body(request))
+    resource = _group(request, session, directory, group)
+    return scim_response(resource, 201, resource["meta"]["location"])
+
+
+@router.get("/Groups")
+def list_groups(
+    request: Request, session: SessionDep, directory: DirectoryDep, listing: ListingDep
+) -> JSONResponse:
+    query = select(DirectoryGroup).where(
+        DirectoryGroup.directory_id == directory.id, DirectoryGroup.deleted_at.is_(None)
+    )
+    if listing.filter:
+        query = query.where(filters.parse_filter(listing.filter, filters.GROUP_ATTRS))
+    rows, total = _page(session, query, DirectoryGroup.id, listing)
+    resources = [_group(request, session, directory, g, listing) for g in rows]
+    return scim_response(schemas.list_response(resources, total, listing.start))
+
+
+@router.get("/Groups/{group_id}")
+def get_group(
+    group_id: str,
+    request: Request,
+    session: SessionDep,
+    directory: DirectoryDep,
+    listing: ListingDep,
+) -> JSONResponse:
+    group = mirror.get_group(session, directory, group_id)
+    return scim_response(_group(request, session, directory, group, listing))
+
+
+@router.put("/Groups/{group_id}")
+def replace_group(
+    group_id: str, request: Request, session: SessionDep, directory: DirectoryDep
+) -> JSONResponse:
+    group = mirror.get_group(session, directory, group_id, lock=True)
+    group = mirror.replace_group(session, directory, group, _body(request))
+    return scim_response(_group(request, session, directory, group))
+
+
+@router.patch("/Groups/{group_id}", response_model=None)
+def patch_group(
+    group_id: str,
+    request: Request,
+    session: SessionDep,
+    directory: DirectoryDep,
+    listing: ListingDep,
+) -> Response:
+    """RFC 7644 §3.5.2: 204 unless attributes are asked for; members are never serialised
+    unless asked, so a 5,000-member PATCH answers in constant size."""
+    group = mirror.get_group(session, directory, group_id, lock=True)
+    group = mirror.patch_group(session, directory, group, parse_ops(_body(request)))
+    if not (listing.attributes or listing.excluded):
+        return Response(status_code=204)
+    return scim_response(_group(request, session, directory, group, listing))
+
+
+@router.delete("/Groups/{group_id}", status_code=204)
+def delete_group(group_id: str, session: SessionDep, directory: DirectoryDep) -> Response:
+    mirror.delete_group(
+        session, directory, mirror.get_group(session, directory, group_id, lock=True)
+    )
+    return Response(status_code=204)
+
+
+def _page(
+    session: Session, query: Select[Any], id_column: Any, listing: Listing
+) -> tuple[list[Any], int]:
+    """One page in a stable order (by id) and the total count (RFC 7644 §3.4.2.4)."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if listing.count == 0:
+        return [], total
+    rows = session.scalars(query.order_by(id_column).offset(listing.start - 1).limit(listing.count))
+    return list(rows), total
+
+
+@router.api_route(
+    "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+def unknown_endpoint(rest: str, request: Request) -> Response:
+    """A known endpoint with another method is 405; anything else (``/.search`` and
+    ``/Bulk`` included, not supported) is a SCIM 404 (RFC 7644 §3.12)."""
+    if rest.split("/", 1)[0] in ENDPOINTS:
+        raise ScimError(f"{request.method} is not allowed on '/{rest}'", status=405)
+    raise ScimNotFound(f"no SCIM endpoint '/{rest}'")
+
+
+ENDPOINTS = frozenset({"ServiceProviderConfig", "ResourceTypes", "Schemas", "Users", "Groups"})

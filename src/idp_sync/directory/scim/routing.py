@@ -1,0 +1,123 @@
+"""The unit of work of a SCIM request: the directory's bearer token, one transaction, and
+errors rendered as SCIM error bodies (RFC 7644 §3.12), never a 500 for client input.
+
+A token opens only its own directory: a valid token used on another directory's URL
+answers 404, as an unknown id would (DESIGN §7). Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from idp_sync.directory.models import Directory
+from idp_sync.directory.scim.adapters import adapter_for
+from idp_sync.directory.scim.errors import (
+    InvalidSyntax,
+    InvalidValue,
+    ScimError,
+    ScimNotFound,
+    ScimUnauthorized,
+    Uniqueness,
+)
+from idp_sync.directory.services import directory_for_token
+from idp_sync.errors import IdpSyncError
+from idp_sync.runtime import Runtime
+
+log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/scim+json"
+MAX_BODY_BYTES = 10 * 1024 * 1024  # a 50,000-member PATCH is about 3 MB
+
+
+class ScimRoute(APIRoute):
+    """Every SCIM route: directory bearer token, request in one transaction, SCIM errors."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            session = runtime.session()
+            request.state.session = session
+            try:
+                request.state.directory = await run_in_threadpool(_authenticate, request, session)
+                request.state.scim_body = await _body(request)
+                response = await handler(request)
+                await run_in_threadpool(session.commit)
+                return response
+            except Exception as exc:
+                await run_in_threadpool(session.rollback)
+                error = _as_scim_error(exc)
+                if error is None:
+                    raise
+                return scim_error(error)
+            finally:
+                await run_in_threadpool(session.close)
+
+        return route
+
+
+def _authenticate(request: Request, session: Session) -> Directory:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ScimUnauthorized("missing bearer token")
+    directory = directory_for_token(session, token.strip())
+    if directory is None:
+        raise ScimUnauthorized("invalid bearer token")
+    if directory.id != request.path_params.get("directory_id"):
+        raise ScimNotFound("directory not found")
+    return directory
+
+
+async def _body(request: Request) -> Any:
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ScimError("the request body is too large", status=413)
+    if not raw.strip():
+        return None  # handlers that need a body say so (InvalidSyntax)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidSyntax("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidSyntax("the request body must be a JSON object")
+    directory: Directory = request.state.directory
+    return adapter_for(directory.type).normalise(body)
+
+
+def _as_scim_error(exc: Exception) -> ScimError | None:
+    if isinstance(exc, ScimError):
+        return exc
+    if isinstance(exc, IntegrityError):  # a concurrent create of the same name won
+        return Uniqueness("a concurrent request created a conflicting resource")
+    if isinstance(exc, DataError):
+        return InvalidValue("a value cannot be stored (invalid characters or length)")
+    if isinstance(exc, RequestValidationError):
+        return InvalidValue("invalid request parameters")
+    if isinstance(exc, IdpSyncError):
+        return ScimError(exc.message, status=exc.status_code)
+    return None
+
+
+def scim_error(error: ScimError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if error.status_code == 401 else None
+    return JSONResponse(
+        error.body(), status_code=error.status_code, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+def scim_response(body: Any, status_code: int = 200, location: str | None = None) -> JSONResponse:
+    headers = {"Location": location} if location else None
+    return JSONResponse(body, status_code=status_code, media_type=MEDIA_TYPE, headers=headers)

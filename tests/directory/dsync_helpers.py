@@ -1,0 +1,88 @@
+"""Helpers for Directory Sync tests: organizations, directories, SCIM clients and requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from conftest import API_KEY, unique
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+SCIM_JSON = "application/scim+json"
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def make_org(api: httpx.Client) -> dict[str, Any]:
+    answer = api.post("/organizations", json={"name": unique("Acme")})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def make_directory(
+    api: httpx.Client, directory_type: str = "generic scim v2.0", org_id: str | None = None
+) -> dict[str, Any]:
+    org_id = org_id or make_org(api)["id"]
+    answer = api.post(
+        "/directories",
+        json={"organization_id": org_id, "name": unique("dir"), "type": directory_type},
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def scim_client(directory: dict[str, Any]) -> httpx.Client:
+    return httpx.Client(
+        base_url=directory["scim"]["base_url"],
+        headers={
+            "Authorization": f"Bearer {directory['scim']['bearer_token']}",
+            "Content-Type": SCIM_JSON,
+        },
+        timeout=30,
+    )
+
+
+def user_body(user_name: str | None = None, **extra: Any) -> dict[str, Any]:
+    name = user_name or f"{unique('user')}@example.com"
+    return {
+        "schemas": [USER_SCHEMA],
+        "userName": name,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"primary": True, "value": name, "type": "work"}],
+        "active": True,
+        **extra,
+    }
+
+
+def create_user(scim: httpx.Client, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
+    answer = scim.post("/Users", json=user_body(user_name, **extra))
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def create_group(scim: httpx.Client, name: str | None = None, members: list[str] = ()) -> dict:  # type: ignore[assignment]
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": name or unique("group"),
+        "members": [{"value": m} for m in members],
+    }
+    answer = scim.post("/Groups", json=body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def patch(scim: httpx.Client, path: str, *ops: dict[str, Any], **params: str) -> httpx.Response:
+    body = {"schemas": [PATCH_SCHEMA], "Operations": list(ops)}
+    return scim.patch(path, json=body, params=params or None)
+
+
+def assert_scim_error(answer: httpx.Response, status: int, scim_type: str | None = None) -> None:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["schemas"] == [ERROR_SCHEMA]
+    assert body["status"] == str(status)
+    if scim_type is not None:
+        assert body["scimType"] == scim_type
