@@ -9,6 +9,7 @@ from idp_sync.memberships import models as membership_models
 from idp_sync.organizations import models as organization_models
 from idp_sync.rbac import models as rbac_models
 from idp_sync.users import models as user_models
+from idp_sync.webhooks import models as webhook_models
 
 __all__ = [
     "Base",
@@ -20,4 +21,5 @@ __all__ = [
     "organization_models",
     "rbac_models",
     "user_models",
+    "webhook_models",
 ]

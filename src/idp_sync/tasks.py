@@ -45,6 +45,7 @@ TASK_MODULES = [
     "idp_sync.events.maintenance",
     "idp_sync.jobs.tasks",
     "idp_sync.directory.tasks",
+    "idp_sync.webhooks.tasks",
 ]
 _PENDING_KEY = "idp_sync.pending_publish"
 EVENTS_WRITTEN_KEY = "idp_sync.events_written"

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from idp_sync.organizations.api import router as organizations_router
     from idp_sync.rbac.api import router as rbac_router
     from idp_sync.users.api import router as users_router
+    from idp_sync.webhooks.api import router as webhooks_router
 
     runtime = runtime or Runtime(settings)
     if runtime.celery is None:
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         jobs_router,
         directory_router,
         scim_router,
+        webhooks_router,
     ):
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)
