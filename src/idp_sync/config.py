@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         default=4 * 3600.0, alias="IDP_SYNC_WEBHOOK_BACKOFF_MAX_SECONDS", gt=0
     )
 
+    # SSO (issue 5): the client id of /sso/authorize and /sso/token, registered redirect URIs
+    client_id: str = Field(default="client_idp_sync", alias="IDP_SYNC_CLIENT_ID")
+    redirect_uris: str = Field(default="", alias="IDP_SYNC_REDIRECT_URIS")  # comma-separated
+    saml_clock_skew_seconds: int = Field(
+        default=120, alias="IDP_SYNC_SAML_CLOCK_SKEW_SECONDS", ge=0, le=300
+    )
+    saml_max_response_bytes: int = Field(
+        default=256 * 1024, alias="IDP_SYNC_SAML_MAX_RESPONSE_BYTES", ge=1024
+    )
+
     # HTTP
     idempotency_ttl_hours: int = Field(default=24, alias="IDP_SYNC_IDEMPOTENCY_TTL_HOURS")
     api_key_cache_seconds: float = Field(default=30.0, alias="IDP_SYNC_API_KEY_CACHE_SECONDS")

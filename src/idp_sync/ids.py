@@ -15,6 +15,8 @@ from ulid import ULID
 
 PREFIXES = {
     "api_key": "key",
+    "authn_request": "saml_req",
+    "connection": "conn",
     "delivery": "wd",
     "directory": "directory",
     "directory_event": "dev",
@@ -29,7 +31,11 @@ PREFIXES = {
     "organization_domain": "org_domain",
     "outbox": "msg",
     "permission": "perm",
+    "redirect_uri": "ruri",
     "role": "role",
+    "saml_idp_signing_cert": "cert",
+    "sso_login": "sso_login",
+    "sso_profile": "prof",
     "user": "user",
     "webhook_endpoint": "we",
 }

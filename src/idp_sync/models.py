@@ -8,6 +8,7 @@ from idp_sync.jobs import models as job_models
 from idp_sync.memberships import models as membership_models
 from idp_sync.organizations import models as organization_models
 from idp_sync.rbac import models as rbac_models
+from idp_sync.sso import models as sso_models
 from idp_sync.users import models as user_models
 from idp_sync.webhooks import models as webhook_models
 
@@ -20,6 +21,7 @@ __all__ = [
     "membership_models",
     "organization_models",
     "rbac_models",
+    "sso_models",
     "user_models",
     "webhook_models",
 ]

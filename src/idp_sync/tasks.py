@@ -46,6 +46,7 @@ TASK_MODULES = [
     "idp_sync.jobs.tasks",
     "idp_sync.directory.tasks",
     "idp_sync.webhooks.tasks",
+    "idp_sync.sso.tasks",
 ]
 _PENDING_KEY = "idp_sync.pending_publish"
 EVENTS_WRITTEN_KEY = "idp_sync.events_written"

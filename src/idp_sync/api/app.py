@@ -27,6 +27,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from idp_sync.memberships.api import router as memberships_router
     from idp_sync.organizations.api import router as organizations_router
     from idp_sync.rbac.api import router as rbac_router
+    from idp_sync.sso.api import router as sso_router
+    from idp_sync.sso.routes import router as sso_flow_router
     from idp_sync.users.api import router as users_router
     from idp_sync.webhooks.api import router as webhooks_router
 
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         directory_router,
         scim_router,
         webhooks_router,
+        sso_router,
+        sso_flow_router,
     ):
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)

@@ -1,0 +1,260 @@
+"""The WorkOS SSO flow with the SDK unchanged, and IdP groups -> roles at every sign-in
+(issue 5 points 2 and 4), through a real worker where the membership is the point."""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from lxml import etree
+
+from conftest import unique, wait_for
+from sso.saml_idp import ENTRA_GROUPS, ENTRA_GROUPS_LINK, TestIdp
+from sso.sso_helpers import (
+    REDIRECT_URI,
+    Setup,
+    create_connection,
+    events_of,
+    post_acs,
+)
+
+
+def _roles(sdk, org_id: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Two organization roles; the first created has the higher priority."""
+    admin = sdk.authorization.create_organization_role(
+        org_id, name="Admin", slug=unique("org-admin")
+    )
+    viewer = sdk.authorization.create_organization_role(
+        org_id, name="Viewer", slug=unique("org-viewer")
+    )
+    return admin.slug, viewer.slug
+
+
+def _map(http: httpx.Client, connection_id: str, group: str, role_slug: str) -> dict:  # type: ignore[type-arg]
+    response = http.post(
+        f"/connections/{connection_id}/group_role_mappings",
+        json={"group": group, "role_slug": role_slug},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def sign_in(sdk, http: httpx.Client, setup: Setup, groups: list[str], **kwargs):  # type: ignore[no-untyped-def]
+    """SDK authorize URL -> our 302 -> the test IdP answers the AuthnRequest -> ACS ->
+    the app's redirect URI with code and state -> the SDK exchanges the code."""
+    url = sdk.sso.get_authorization_url(
+        connection=setup.connection_id, redirect_uri=REDIRECT_URI, state="st-42"
+    )
+    to_idp = http.get(url, follow_redirects=False)
+    assert to_idp.status_code == 302, to_idp.text
+    location = urlsplit(to_idp.headers["location"])
+    assert location.geturl().startswith(setup.idp.sso_url)
+    query = parse_qs(location.query)
+    request = etree.fromstring(
+        zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)  # raw DEFLATE
+    )
+    assert request.get("AssertionConsumerServiceURL") == setup.acs_url
+    saml_response = setup.idp.response(
+        acs_url=request.get("AssertionConsumerServiceURL"),
+        audience=setup.sp_entity_id,
+        in_response_to=request.get("ID"),
+        groups=groups,
+        **kwargs,
+    )
+    back = post_acs(http, setup, saml_response)
+    assert back.status_code == 302, back.text
+    app = urlsplit(back.headers["location"])
+    assert f"{app.scheme}://{app.netloc}{app.path}" == REDIRECT_URI
+    params = parse_qs(app.query)
+    assert params["state"] == ["st-42"]
+    return sdk.sso.get_profile_and_token(code=params["code"][0]), params["code"][0]
+
+
+def _membership(sdk, org_id: str):  # type: ignore[no-untyped-def]
+    page = sdk.organization_membership.list_organization_memberships(organization_id=org_id)
+    return page.data[0] if page.data else None
+
+
+def test_sdk_flow_end_to_end_and_worker_gives_the_membership_the_role(
+    sso_sdk, http, setup: Setup, sso_worker, engine
+) -> None:
+    admin, viewer = _roles(sso_sdk, setup.org_id)
+    _map(http, setup.connection_id, "Admins", admin)
+    _map(http, setup.connection_id, "Viewers", viewer)
+    result, _ = sign_in(sso_sdk, http, setup, ["Viewers", "Admins"])
+    profile = result.profile
+    assert profile.email == "ada@example.com"
+    assert profile.connection_id == setup.connection_id
+    assert profile.organization_id == setup.org_id
+    assert profile.role is not None and profile.role.slug == admin  # priority: admin first
+    assert [r.slug for r in profile.roles or []] == [admin]
+    assert profile.groups == ["Viewers", "Admins"]
+    membership = wait_for(lambda: _membership(sso_sdk, setup.org_id))
+    assert membership.role.slug == admin
+    assert membership.user.email == "ada@example.com"
+    succeeded = wait_for(
+        lambda: events_of(engine, "authentication.sso_succeeded", setup.connection_id)
+    )
+    assert succeeded[0]["user_id"] == membership.user_id
+    same = sso_sdk.sso.get_profile(access_token=result.access_token)
+    assert same.id == profile.id and same.role.slug == admin
+
+
+def test_a_mapped_group_gone_at_the_next_sign_in_takes_its_role_away(
+    sso_sdk, http, setup: Setup, sso_worker
+) -> None:
+    admin, _ = _roles(sso_sdk, setup.org_id)
+    _map(http, setup.connection_id, "Admins", admin)
+    sign_in(sso_sdk, http, setup, ["Admins"])
+    wait_for(lambda: (m := _membership(sso_sdk, setup.org_id)) and m.role.slug == admin)
+    result, _ = sign_in(sso_sdk, http, setup, ["Other"])
+    assert result.profile.role.slug != admin  # the default role
+    wait_for(lambda: _membership(sso_sdk, setup.org_id).role.slug == result.profile.role.slug)
+
+
+def test_code_is_single_use(sso_sdk, http, setup: Setup) -> None:
+    from workos._errors import BadRequestError
+
+    _, code = sign_in(sso_sdk, http, setup, [])
+    with pytest.raises(BadRequestError):
+        sso_sdk.sso.get_profile_and_token(code=code)
+
+
+def test_token_requires_a_valid_client_secret(sso_live, sso_sdk, http, setup: Setup) -> None:
+    from workos import WorkOSClient
+    from workos._errors import AuthenticationError
+
+    bad = WorkOSClient(
+        api_key="sk_wrong", client_id="client_test", base_url=sso_live.url, max_retries=0
+    )
+    with pytest.raises(AuthenticationError):
+        bad.sso.get_profile_and_token(code="whatever")
+
+
+def test_unregistered_redirect_uri_is_refused_before_any_redirect(sso_sdk, http, setup) -> None:
+    url = sso_sdk.sso.get_authorization_url(
+        connection=setup.connection_id, redirect_uri="https://evil.test/cb", state="s"
+    )
+    response = http.get(url, follow_redirects=False)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_redirect_uri"
+    assert "location" not in response.headers
+
+
+def test_unknown_client_id_is_refused(sso_live, setup: Setup) -> None:
+    from workos import WorkOSClient
+
+    other = WorkOSClient(api_key="x", client_id="client_other", base_url=sso_live.url)
+    url = other.sso.get_authorization_url(organization=setup.org_id, redirect_uri=REDIRECT_URI)
+    response = httpx.get(url, follow_redirects=False)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_client"
+
+
+def test_authorize_by_organization_uses_its_active_connection(sso_sdk, http, setup) -> None:
+    url = sso_sdk.sso.get_authorization_url(organization=setup.org_id, redirect_uri=REDIRECT_URI)
+    response = http.get(url, follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(setup.idp.sso_url + "?SAMLRequest=")
+
+
+def test_mapping_change_starts_a_recompute_job(sso_sdk, http, setup: Setup) -> None:
+    admin, viewer = _roles(sso_sdk, setup.org_id)
+    created = _map(http, setup.connection_id, "Admins", admin)
+    assert created["job"]["type"] == "sso_mapping_change"
+    path = f"/connections/{setup.connection_id}/group_role_mappings/{created['id']}"
+    updated = http.put(path, json={"role_slug": viewer})
+    assert updated.status_code == 200 and updated.json()["role_slug"] == viewer
+    listed = http.get(f"/connections/{setup.connection_id}/group_role_mappings").json()
+    assert [m["id"] for m in listed["data"]] == [created["id"]]
+    assert http.delete(path).status_code == 202
+    assert http.get(f"/connections/{setup.connection_id}/group_role_mappings").json()["data"] == []
+
+
+def test_mapping_change_recomputes_members_through_the_job(
+    sso_sdk, http, setup: Setup, sso_worker
+) -> None:
+    admin, _ = _roles(sso_sdk, setup.org_id)
+    result, _ = sign_in(sso_sdk, http, setup, ["Admins"])
+    default = result.profile.role.slug
+    wait_for(lambda: (m := _membership(sso_sdk, setup.org_id)) and m.role.slug == default)
+    _map(http, setup.connection_id, "Admins", admin)
+    wait_for(lambda: _membership(sso_sdk, setup.org_id).role.slug == admin)
+
+
+def test_entra_overage_keeps_the_last_known_groups(sso_sdk, http, sso_worker, engine) -> None:
+    idp = TestIdp()
+    org = sso_sdk.organizations.create_organization(name=unique("Entra"))
+    conn = create_connection(sso_sdk, idp, org.id, connection_type="AzureSAML")
+    saml = http.get(f"/connections/{conn.id}").json()["saml"]
+    setup = Setup(idp, org.id, conn.id, saml["acs_url"], saml["sp_entity_id"])
+    admin, _ = _roles(sso_sdk, org.id)
+    group_id = "6f1c6c8e-0000-4000-8000-000000000001"  # Entra sends group object ids
+    _map(http, conn.id, group_id, admin)
+    claims = {
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["ed@example.com"],
+        "http://schemas.microsoft.com/identity/claims/objectidentifier": ["oid-ed"],
+    }
+    first, _ = sign_in(sso_sdk, http, setup, [], attributes={**claims, ENTRA_GROUPS: [group_id]})
+    assert first.profile.role.slug == admin and first.profile.email == "ed@example.com"
+    link = {ENTRA_GROUPS_LINK: ["https://graph.microsoft.com/v1.0/users/oid-ed/getMemberObjects"]}
+    second, _ = sign_in(sso_sdk, http, setup, [], attributes={**claims, **link})
+    assert second.profile.role.slug == admin  # not downgraded
+    assert second.profile.groups == [group_id]
+    events = wait_for(
+        lambda: (
+            (e := events_of(engine, "authentication.sso_succeeded", conn.id)) and len(e) == 2 and e
+        )
+    )
+    assert events[-1].get("groups_overage") is True
+    wait_for(lambda: (m := _membership(sso_sdk, org.id)) and m.role.slug == admin)
+
+
+def test_the_sign_in_task_body_is_idempotent(sso_live, sso_sdk, http, setup: Setup, engine) -> None:
+    """A redelivered sign-in (acks_late) folds in once: one user, one membership, one event."""
+    import sqlalchemy as sa
+
+    from idp_sync.sso.signin import process_login
+
+    result, _ = sign_in(sso_sdk, http, setup, [])
+    with engine.connect() as conn:
+        login_id = conn.execute(
+            sa.text("SELECT id FROM sso_login_events WHERE profile_id = :p"),
+            {"p": result.profile.id},
+        ).scalar_one()
+    outcomes = []
+    for _ in range(2):
+        with sso_live.runtime.transaction() as session:
+            outcomes.append(process_login(session, login_id))
+    assert outcomes == ["done", "skipped"]
+    page = sso_sdk.organization_membership.list_organization_memberships(
+        organization_id=setup.org_id
+    )
+    assert len(page.data) == 1
+    with engine.connect() as conn:
+        created = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM events WHERE organization_id = :o "
+                "AND event = 'organization_membership.created'"
+            ),
+            {"o": setup.org_id},
+        ).scalar_one()
+    assert created == 1
+    assert len(events_of(engine, "authentication.sso_succeeded", setup.connection_id)) == 1
+
+
+def test_redirect_uris_registered_through_the_api(sso_sdk, http, setup: Setup) -> None:
+    uri = f"https://app.test/{unique('cb')}"
+    created = http.post("/sso/redirect_uris", json={"uri": uri})
+    assert created.status_code == 201, created.text
+    listed = http.get("/sso/redirect_uris").json()["data"]
+    assert uri in [r["uri"] for r in listed]
+    url = sso_sdk.sso.get_authorization_url(connection=setup.connection_id, redirect_uri=uri)
+    assert http.get(url, follow_redirects=False).status_code == 302
+    assert http.delete(f"/sso/redirect_uris/{created.json()['id']}").status_code == 204
+    refused = http.get(url, follow_redirects=False)
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_redirect_uri"
+    plain = http.post("/sso/redirect_uris", json={"uri": "http://app.test/cb"})
+    assert plain.status_code == 422  # http only on loopback
