@@ -41,6 +41,7 @@ class Runtime:
             # Every table module, so that mappers resolve their foreign keys in any process
             # (a worker imports only its task modules).
             import idp_sync.models  # noqa: F401
+
             self._sessionmaker = make_sessionmaker(self.engine)
         return self._sessionmaker
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
 from idp_sync.errors import Unprocessable
 from idp_sync.events.models import Event
-from idp_sync.events.sequencer import assign_sequence
+from idp_sync.events.sequencer import SEQUENCE_BATCH, assign_sequence
 from idp_sync.wire import PageParams, iso, list_body, paginate
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["events"])
@@ -46,7 +46,10 @@ def list_events(
     """Events in stream order (oldest first by default): an app polls with ``after`` = the
     last id it saw and never misses one (positions are gapless, see events.sequencer)."""
     page = PageParams(limit=limit, before=before, after=after, order=order)  # type: ignore[arg-type]
-    assign_sequence(session)  # what has committed is listed now, worker or not
+    # What has committed is listed now, worker or not (a backlog is worked off in rounds).
+    for _ in range(20):
+        if len(assign_sequence(session)) < SEQUENCE_BATCH:
+            break
     query = select(Event).where(Event.seq.is_not(None))
     names = [n for n in (events or "").split(",") if n]
     if names:

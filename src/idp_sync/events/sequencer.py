@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 SEQUENCER_LOCK = 0x1D5_5E0  # advisory lock key, arbitrary but fixed
 SEQUENCED_HOOKS: list[Callable[[Session, list[Event]], None]] = []
 SEQUENCE_TASK = "idp_sync.events.sequence"
+SEQUENCE_BATCH = 5000
 
 
-def assign_sequence(session: Session, limit: int = 5000) -> list[Event]:
+def assign_sequence(session: Session, limit: int = SEQUENCE_BATCH) -> list[Event]:
     """Give positions to committed, unpositioned events (oldest id first), in the caller's
     transaction, and run the hooks on them. Returns them in position order."""
     if is_postgres(session):
@@ -60,5 +61,5 @@ def sequence_events(task: DbTask) -> int:
         with task.ctx.transaction() as session:
             done = len(assign_sequence(session))
         total += done
-        if done < 5000:
+        if done < SEQUENCE_BATCH:
             return total
