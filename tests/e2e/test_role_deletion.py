@@ -106,3 +106,26 @@ def test_organization_default_override_cannot_be_deleted(live, sdk) -> None:
     with pytest.raises(ConflictError) as refused:
         sdk.authorization.delete_organization_role(org.id, role.slug)
     assert refused.value.code == "default_role_cannot_be_deleted"
+
+
+def test_role_deletion_removes_directory_mappings_to_it(live, worker, sdk) -> None:
+    role = sdk.authorization.create_environment_role(slug=unique("mapped"), name="Mapped")
+    org = sdk.organizations.create_organization(name=unique("Org"))
+    directory = httpx.post(
+        f"{live.url}/directories",
+        json={"organization_id": org.id, "name": unique("dir"), "type": "generic scim v2.0"},
+        headers=HEADERS,
+    ).json()
+    mappings = f"{live.url}/directories/{directory['id']}/group_role_mappings"
+    kept_role = sdk.authorization.create_environment_role(slug=unique("kept"), name="Kept")
+    for slug in (role.slug, kept_role.slug):
+        created = httpx.post(
+            mappings, json={"group": unique("Group"), "role_slug": slug}, headers=HEADERS
+        )
+        assert created.status_code == 201, created.text
+
+    answer = httpx.delete(f"{live.url}/authorization/roles/{role.slug}", headers=HEADERS)
+    assert answer.status_code == 202
+    assert _wait_job(live, answer.json()["id"])["state"] == "succeeded"
+    remaining = httpx.get(mappings, headers=HEADERS).json()["data"]
+    assert [m["role_slug"] for m in remaining] == [kept_role.slug]

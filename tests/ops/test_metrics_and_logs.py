@@ -87,3 +87,28 @@ def test_request_id_reaches_the_task_and_no_key_reaches_the_logs(live, worker, c
     assert {line["correlation_id"] for line in formatted} == {"req-corr-42"}
     everything = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert API_KEY not in everything
+
+
+def test_scim_requests_are_counted_by_directory_type_and_status(live) -> None:
+    org = _org(live)
+    directory = httpx.post(
+        f"{live.url}/directories",
+        json={"organization_id": org, "name": unique("dir"), "type": "okta scim v2.0"},
+        headers=HEADERS,
+    ).json()
+    scim = directory["scim"]
+    answer = httpx.post(
+        f"{scim['base_url'].rstrip('/')}/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": f"{unique('m')}@example.com",
+        },
+        headers={"Authorization": f"Bearer {scim['bearer_token']}"},
+    )
+    assert answer.status_code == 201, answer.text
+    text = httpx.get(f"{live.url}/metrics").text
+    assert (
+        'idp_sync_scim_requests_total{directory_type="okta scim v2.0",method="POST",status="201"}'
+        in text
+    )
+    assert scim["bearer_token"] not in text

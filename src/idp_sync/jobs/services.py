@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
@@ -204,7 +204,26 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
 def _finish(session: Session, job: Job) -> None:
     """What a job does once every membership is right, in its last transaction."""
     if job.type == "role_deletion":
+        _drop_mappings_to(session, job.params["role_slug"], job.params.get("organization_id"))
         finish_role_deletion(session, job.params["role_id"])
+
+
+def _drop_mappings_to(session: Session, slug: str, organization_id: str | None) -> None:
+    """A deleted role's directory and SSO group mappings go with it (issue 6 point 2).
+
+    Mappings name roles by slug: an organization role's only within that organization."""
+    from idp_sync.directory.models import Directory, GroupRoleMapping
+    from idp_sync.sso.models import Connection, SsoGroupRoleMapping
+
+    for mapping, owner, owner_id in (
+        (GroupRoleMapping, Directory, GroupRoleMapping.directory_id),
+        (SsoGroupRoleMapping, Connection, SsoGroupRoleMapping.connection_id),
+    ):
+        condition = mapping.role_slug == slug
+        if organization_id is not None:
+            owned = select(owner.id).where(owner.organization_id == organization_id)
+            condition = condition & owner_id.in_(owned)
+        session.execute(delete(mapping).where(condition))
 
 
 def fail(session: Session, job_id: str, error: str) -> None:

@@ -32,6 +32,7 @@ from idp_sync.directory.scim.errors import (
 )
 from idp_sync.directory.services import directory_for_token
 from idp_sync.errors import IdpSyncError
+from idp_sync.metrics import SCIM_REQUESTS
 from idp_sync.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,17 +55,27 @@ class ScimRoute(APIRoute):
                 request.state.scim_body = await _body(request)
                 response = await handler(request)
                 await run_in_threadpool(session.commit)
+                _count(request, response.status_code)
                 return response
             except Exception as exc:
                 await run_in_threadpool(session.rollback)
                 error = _as_scim_error(exc)
                 if error is None:
+                    _count(request, 500)
                     raise
-                return scim_error(error)
+                answer = scim_error(error)
+                _count(request, answer.status_code)
+                return answer
             finally:
                 await run_in_threadpool(session.close)
 
         return route
+
+
+def _count(request: Request, status: int) -> None:
+    directory = getattr(request.state, "directory", None)
+    kind = directory.type if directory is not None else "unknown"
+    SCIM_REQUESTS.labels(kind, request.method, str(status)).inc()
 
 
 def _authenticate(request: Request, session: Session) -> Directory:
