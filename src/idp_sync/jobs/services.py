@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy import ColumnElement, CompoundSelect, Select, delete, func, select, union
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
@@ -86,7 +86,7 @@ def start_job(session: Session, job_type: str, params: dict[str, Any], *, create
         changed=0,
     )
     session.add(job)
-    job.total = session.scalar(select(func.count()).select_from(affected(job).subquery())) or 0
+    job.total = count_affected(session, job)
     enqueue(session, RUN_TASK, queue="bulk", job_id=job.id)
     return job
 
@@ -160,6 +160,41 @@ def _directory_members(params: dict[str, Any]) -> ColumnElement[bool]:
     return OM.user_id.in_(linked)
 
 
+def next_ids(session: Session, job: Job, limit: int) -> list[str]:
+    """The next batch of affected membership ids after the job's cursor, in id order."""
+    if job.type == "role_deletion":
+        # Walk the two role tables by their (role_id, membership_id) index: a holder query
+        # by membership id would re-hash every holder on each batch.
+        holders = _role_holders(job.params["role_id"], job.cursor, limit).subquery()
+        return list(session.scalars(select(holders.c.mid).order_by(holders.c.mid).limit(limit)))
+    query = affected(job).order_by(OM.id).limit(limit)
+    if job.cursor is not None:
+        query = query.where(OM.id > job.cursor)
+    return list(session.scalars(query))
+
+
+def count_affected(session: Session, job: Job) -> int:
+    if job.type == "role_deletion":
+        holders = _role_holders(job.params["role_id"], None, None).subquery()
+        return session.scalar(select(func.count()).select_from(holders)) or 0
+    return session.scalar(select(func.count()).select_from(affected(job).subquery())) or 0
+
+
+def _role_holders(
+    role_id: str, cursor: str | None, limit: int | None
+) -> CompoundSelect[tuple[str]]:
+    parts = []
+    for table in (MembershipRole, MembershipApiRole):
+        part = select(table.membership_id.label("mid")).where(table.role_id == role_id)
+        if cursor is not None:
+            part = part.where(table.membership_id > cursor)
+        if limit is not None:
+            part = part.order_by(table.membership_id).limit(limit)
+        sub = part.subquery()
+        parts.append(select(sub.c.mid))
+    return union(*parts)  # UNION: a membership holding it both ways counts once
+
+
 def claim(session: Session, job_id: str, lease_seconds: float) -> Job | None:
     """Take the job's lease if nobody holds a live one; None if finished or held elsewhere."""
     job = session.get(Job, job_id, with_for_update=True)
@@ -180,10 +215,7 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.state != "running":
         return False
-    ids_query = affected(job).order_by(OM.id).limit(batch_size)
-    if job.cursor is not None:
-        ids_query = ids_query.where(OM.id > job.cursor)
-    ids = list(session.scalars(ids_query))
+    ids = next_ids(session, job, batch_size)
     now = utcnow()
     if not ids:
         _finish(session, job)

@@ -48,6 +48,7 @@ def recompute_ids(
         .mappings()
         .all()
     )
+    catalog.prefetch(row["organization_id"] for row in rows)
     effective = _slugs(session, ROLES, ids)
     api = _slugs(session, API_ROLES, ids)
     inputs = idp_inputs(session, ids)

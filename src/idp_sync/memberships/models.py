@@ -52,12 +52,16 @@ class MembershipRole(Base):
     """An effective role of a membership; position 0 is the primary ``role``."""
 
     __tablename__ = "organization_membership_roles"
+    # Role deletion walks a role's holders in membership order.
+    __table_args__ = (
+        Index("ix_organization_membership_roles_role_id_membership_id", "role_id", "membership_id"),
+    )
 
     membership_id: Mapped[str] = mapped_column(
         ForeignKey("organization_memberships.id", ondelete="CASCADE"), primary_key=True
     )
     role_id: Mapped[str] = mapped_column(
-        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
     )
     role_slug: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -67,12 +71,17 @@ class MembershipApiRole(Base):
     """A role set through the API: kept underneath IdP-sourced roles (DESIGN §3)."""
 
     __tablename__ = "organization_membership_api_roles"
+    __table_args__ = (
+        Index(
+            "ix_organization_membership_api_roles_role_id_membership_id", "role_id", "membership_id"
+        ),
+    )
 
     membership_id: Mapped[str] = mapped_column(
         ForeignKey("organization_memberships.id", ondelete="CASCADE"), primary_key=True
     )
     role_id: Mapped[str] = mapped_column(
-        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
     )
     role_slug: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(Integer, default=0)

@@ -8,7 +8,8 @@ membership's event differs from an updated one's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import inspect, select
@@ -16,14 +17,9 @@ from sqlalchemy.orm import Session, lazyload, selectinload
 
 from idp_sync.db import utcnow
 from idp_sync.memberships.models import MembershipAudit, MembershipRole, OrganizationMembership
-from idp_sync.rbac.models import ENV_SCOPE, Role
+from idp_sync.rbac.models import ENV_SCOPE, OrganizationAuthorizationSettings, Role
 from idp_sync.rbac.resolver import IdpInput, MembershipInput, Resolution, RoleState, resolve
-from idp_sync.rbac.services import (
-    effective_priority_order,
-    environment_settings,
-    live_roles,
-    organization_settings,
-)
+from idp_sync.rbac.services import environment_settings, live_roles, merge_priority
 
 # Later sources (SCIM directory users, SSO profiles) register a loader here that returns,
 # for membership ids, their (directory, sso) resolver inputs.
@@ -38,32 +34,67 @@ class OrgRoles:
 
 
 class RoleCatalog:
-    """Roles and settings needed to resolve memberships, read once per transaction."""
+    """Roles and settings needed to resolve memberships, read once per transaction.
+
+    ``prefetch`` loads what a batch's organizations need in two set-based reads;
+    organizations with no roles or settings of their own share one ``OrgRoles``.
+    """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        settings = environment_settings(session)
-        self.default_role = settings.default_role_slug
-        self.multiple_roles = settings.multiple_roles_enabled
+        self.settings = environment_settings(session)  # held: the identity map is weak
+        self.default_role = self.settings.default_role_slug
+        self.multiple_roles = self.settings.multiple_roles_enabled
         env = session.scalars(
             select(Role).where(*live_roles([ENV_SCOPE])).options(lazyload(Role.permissions))
         ).all()
         self.env_roles = {r.slug: r for r in env}
         self._orgs: dict[str, OrgRoles] = {}
+        self._plain: OrgRoles | None = None
 
     def for_org(self, organization_id: str) -> OrgRoles:
         cached = self._orgs.get(organization_id)
         if cached is None:
-            cached = self._orgs[organization_id] = self._load(organization_id)
+            self.prefetch([organization_id])
+            cached = self._orgs[organization_id]
         return cached
 
-    def _load(self, organization_id: str) -> OrgRoles:
-        own = self.session.scalars(
-            select(Role).where(*live_roles([organization_id])).options(lazyload(Role.permissions))
-        ).all()
+    def prefetch(self, organization_ids: Iterable[str]) -> None:
+        missing = sorted({o for o in organization_ids if o not in self._orgs})
+        if not missing:
+            return
+        own: dict[str, list[Role]] = defaultdict(list)
+        for role in self.session.scalars(
+            select(Role).where(*live_roles(missing)).options(lazyload(Role.permissions))
+        ):
+            own[role.scope].append(role)
+        settings = {
+            row.organization_id: row
+            for row in self.session.scalars(
+                select(OrganizationAuthorizationSettings).where(
+                    OrganizationAuthorizationSettings.organization_id.in_(missing)
+                )
+            )
+        }
+        for organization_id in missing:
+            org_settings = settings.get(organization_id)
+            if not own[organization_id] and org_settings is None:
+                self._orgs[organization_id] = self._plain_roles()
+            else:
+                self._orgs[organization_id] = self._build(own[organization_id], org_settings)
+
+    def _plain_roles(self) -> OrgRoles:
+        if self._plain is None:
+            self._plain = self._build([], None)
+        return self._plain
+
+    def _build(self, own: list[Role], org: OrganizationAuthorizationSettings | None) -> OrgRoles:
         by_slug = {**self.env_roles, **{r.slug: r for r in own}}
-        order = effective_priority_order(self.session, organization_id, by_slug.values())
-        org = organization_settings(self.session, organization_id)
+        order = merge_priority(
+            self.settings.priority_order,
+            list(by_slug.values()),
+            org.priority_order if org else None,
+        )
         org_default = None
         if org is not None and org.default_role_id is not None:
             # An environment role or one of the organization's own (DESIGN §2).
@@ -113,6 +144,7 @@ def recompute(
 ) -> list[OrganizationMembership]:
     """Resolve each membership and write those whose roles changed. Returns the changed."""
     _load_api_roles(session, memberships)
+    catalog.prefetch(m.organization_id for m in memberships)
     inputs = idp_inputs(session, [m.id for m in memberships]) if IDP_LOADERS else {}
     changed = []
     for membership in memberships:

@@ -319,13 +319,18 @@ def effective_priority_order(
         return list(env_order)
     if roles is None:
         roles = session.scalars(select(Role).where(*live_roles([ENV_SCOPE, organization_id])))
-    roles = list(roles)
+    org = organization_settings(session, organization_id)
+    return merge_priority(env_order, list(roles), org.priority_order if org is not None else None)
+
+
+def merge_priority(
+    env_order: Sequence[str], roles: Sequence[Role], preferred: Sequence[str] | None
+) -> list[str]:
+    """The rule of ``effective_priority_order`` on loaded data (no I/O)."""
     own = [r.slug for r in sorted(roles, key=lambda r: r.id) if r.organization_id is not None]
     default_order = [*env_order, *own]
-    org = organization_settings(session, organization_id)
-    preferred = org.priority_order if org is not None and org.priority_order else []
     existing = {r.slug for r in roles}
-    merged = [s for s in preferred if s in existing]
+    merged = [s for s in preferred or [] if s in existing]
     return merged + [s for s in default_order if s not in merged and s in existing]
 
 
