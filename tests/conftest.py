@@ -123,12 +123,13 @@ class LiveServer:
         self.thread.join(10)
 
 
-def serve(runtime: Runtime) -> LiveServer:
+def serve(runtime: Runtime, port: int | None = None) -> LiveServer:
+    """The API for ``runtime`` served by uvicorn in a thread (on ``port`` if given)."""
     import uvicorn
 
     from idp_sync.api.app import create_app
 
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(runtime=runtime),
         host="127.0.0.1",

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import API_KEY, LiveServer, free_port, make_settings, unique
+from conftest import API_KEY, LiveServer, free_port, make_settings, serve, unique
 from idp_sync.runtime import Runtime
 from sso.saml_idp import TestIdp
-from sso.sso_helpers import REDIRECT_URI, Setup, _serve, create_connection
+from sso.sso_helpers import REDIRECT_URI, Setup, create_connection
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def sso_live(
         IDP_SYNC_REDIRECT_URIS=f"{REDIRECT_URI},https://app.test/other",
     )
     runtime = Runtime(settings)
-    server = _serve(runtime, port)
+    server = serve(runtime, port)
     yield server
     server.stop()
     runtime.dispose()

@@ -3,8 +3,6 @@ and reading events (nothing else written), and walking the first leg of the flow
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +11,7 @@ import sqlalchemy as sa
 from workos.sso import CreateProtocolOptionsSAML
 from workos.sso.models import CreateConnectionSAMLOptions
 
-from conftest import LiveServer, unique
-from idp_sync.runtime import Runtime
+from conftest import unique
 from sso.saml_idp import TestIdp
 
 REDIRECT_URI = "https://app.test/callback"
@@ -28,30 +25,6 @@ COUNTED = (
     "users",
     "organization_memberships",
 )
-
-
-def _serve(runtime: Runtime, port: int) -> LiveServer:
-    import uvicorn
-
-    from idp_sync.api.app import create_app
-
-    config = uvicorn.Config(
-        create_app(runtime=runtime),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{port}", runtime, server, thread)
 
 
 @dataclass

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import free_port
+from conftest import free_port, serve
 from idp_sync.runtime import Runtime
 from sso.sso_helpers import (
     Setup,
-    _serve,
     counts,
     events_of,
     post_acs,
@@ -24,7 +23,7 @@ def test_replay_is_refused_after_a_restart(sso_live, http, setup: Setup, engine)
     )
     assert post_acs(http, setup, response).status_code == 302
 
-    restarted = _serve(Runtime(sso_live.runtime.settings), free_port())  # new engine, new app
+    restarted = serve(Runtime(sso_live.runtime.settings), free_port())  # new engine, new app
     try:
         before = counts(engine)
         with httpx.Client(base_url=restarted.url, timeout=20) as fresh:

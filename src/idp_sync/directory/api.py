@@ -142,9 +142,7 @@ MAPPINGS = "/directories/{directory_id}/group_role_mappings"
 def list_mappings(directory_id: str, session: SessionDep) -> JSONResponse:
     services.get_directory(session, directory_id)
     data = [ser.mapping(m) for m in services.mappings_of(session, directory_id)]
-    return respond(
-        {"object": "list", "data": data, "list_metadata": {"before": None, "after": None}}
-    )
+    return respond(list_body(data, {"before": None, "after": None}))
 
 
 @router.post(MAPPINGS, status_code=201)

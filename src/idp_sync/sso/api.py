@@ -180,9 +180,7 @@ MAPPINGS = "/connections/{connection_id}/group_role_mappings"
 def list_mappings(connection_id: str, session: SessionDep) -> JSONResponse:
     services.get_connection(session, connection_id)
     data = [ser.mapping(m) for m in services.mappings_of(session, connection_id)]
-    return respond(
-        {"object": "list", "data": data, "list_metadata": {"before": None, "after": None}}
-    )
+    return respond(list_body(data, {"before": None, "after": None}))
 
 
 @router.post(MAPPINGS, status_code=201)
@@ -228,9 +226,7 @@ def delete_mapping(
 @router.get("/sso/redirect_uris")
 def list_redirect_uris(session: SessionDep) -> JSONResponse:
     data = [ser.redirect_uri(r) for r in services.redirect_uris(session)]
-    return respond(
-        {"object": "list", "data": data, "list_metadata": {"before": None, "after": None}}
-    )
+    return respond(list_body(data, {"before": None, "after": None}))
 
 
 @router.post("/sso/redirect_uris", status_code=201)
