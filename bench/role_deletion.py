@@ -373,7 +373,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Bulk job benchmark (issue 6 point 8).")
     parser.add_argument("--memberships", type=int, default=100_000, help="N (100,000)")
     parser.add_argument("--orgs", type=int, default=100, help="M organizations (100)")
-    parser.add_argument("--batch-size", type=int, default=2000, help="job batch size (2000)")
+    parser.add_argument("--batch-size", type=int, default=5000, help="job batch size (5000)")
     parser.add_argument("--skip-default", action="store_true", help="role deletion only")
     parser.add_argument(
         "--full-anchor", action="store_true", help="also an anchor making all the job's writes"

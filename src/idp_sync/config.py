@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # Pipeline
     sweeper_interval_seconds: float = Field(default=30.0, alias="IDP_SYNC_SWEEPER_INTERVAL")
     sweeper_threshold_seconds: float = Field(default=60.0, alias="IDP_SYNC_SWEEPER_THRESHOLD")
-    job_batch_size: int = Field(default=2000, alias="IDP_SYNC_JOB_BATCH_SIZE", ge=1)
+    job_batch_size: int = Field(default=5000, alias="IDP_SYNC_JOB_BATCH_SIZE", ge=1)
     job_lease_seconds: float = Field(default=120.0, alias="IDP_SYNC_JOB_LEASE_SECONDS")
     publish_timeout_seconds: float = Field(default=2.0, alias="IDP_SYNC_PUBLISH_TIMEOUT")
 

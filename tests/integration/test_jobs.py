@@ -303,3 +303,57 @@ def test_org_default_override_agrees_with_what_memberships_get(session: Session)
 def test_unknown_job_type_is_refused(session: Session) -> None:
     with pytest.raises(Unprocessable):
         jobs.start_job(session, "no_such_job", {}, created_by="test")
+
+
+def test_role_deletion_re_resolves_sso_profiles_that_hold_the_role(session: Session) -> None:
+    """``/sso/profile`` answers the roles stored at sign-in: a deleted role must leave them
+    too, in favour of what the profile resolves to now (here: the default)."""
+    from idp_sync.sso import services as sso
+    from idp_sync.sso.models import SsoProfile
+
+    org = make_org(session)
+    doomed, kept = make_env_role(session), make_env_role(session)
+    connection = sso.create_connection(
+        session,
+        {
+            "organization_id": org.id,
+            "saml_options": {
+                "idp_entity_id": "https://idp.example",
+                "idp_sso_url": "https://idp.example/sso",
+            },
+        },
+        public_url="http://idp-sync.test",
+    )
+    [member] = make_members(session, org, 1, [doomed.slug])
+    profiles = []
+    for idp_id, roles in (
+        ("holder", [doomed.slug]),
+        ("both", [kept.slug, doomed.slug]),
+        ("other", [kept.slug]),
+    ):
+        profile = SsoProfile(
+            id=unique("prof"),
+            connection_id=connection.id,
+            organization_id=org.id,
+            idp_id=idp_id,
+            email=f"{idp_id}-{unique('p')}@example.com",
+            groups=[],
+            roles=roles,
+            user_id=member.user_id if idp_id == "holder" else None,
+            membership_id=member.id if idp_id == "holder" else None,
+        )
+        session.add(profile)
+        profiles.append(profile)
+    session.flush()
+
+    job = configuration.delete_role(session, doomed, actor="test")
+    run_to_end(session, job, batch_size=10)
+    session.flush()
+    session.expire_all()
+
+    holder, both, other = (session.get(SsoProfile, p.id) for p in profiles)
+    assert holder is not None and both is not None and other is not None
+    assert holder.roles == ["member"]  # as its membership: the default
+    assert both.roles == ["member"]  # API-less, group-less: the default
+    assert other.roles == [kept.slug]  # did not hold it: untouched
+    assert roles_of(session, [member]) == {member.id: ["member"]}

@@ -13,7 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, Select, delete, func, select, union
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    cast,
+    delete,
+    func,
+    select,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
@@ -237,7 +247,32 @@ def _finish(session: Session, job: Job) -> None:
     """What a job does once every membership is right, in its last transaction."""
     if job.type == "role_deletion":
         _drop_mappings_to(session, job.params["role_slug"], job.params.get("organization_id"))
+        _reresolve_sso_profiles(session, job.params["role_slug"], job.params.get("organization_id"))
         finish_role_deletion(session, job.params["role_id"])
+
+
+def _reresolve_sso_profiles(session: Session, slug: str, organization_id: str | None) -> None:
+    """SSO profiles keep the roles resolved at their last sign-in (``/sso/profile`` answers
+    them): those naming the deleted role are resolved again, while the role is still marked
+    as being deleted (never resolved), so they get what their membership would: usually
+    the default (issue 6 point 2)."""
+    from idp_sync.sso.models import SsoProfile
+    from idp_sync.sso.signin import resolve_profile
+
+    # Role slugs hold no quotes: '"slug"' in the JSON text is exactly an element equal to it.
+    holds = cast(SsoProfile.roles, String).contains(f'"{slug}"', autoescape=True)
+    query = select(SsoProfile.id).where(holds).order_by(SsoProfile.id)
+    if organization_id is not None:
+        query = query.where(SsoProfile.organization_id == organization_id)
+    ids = list(session.scalars(query))
+    catalog = RoleCatalog(session)
+    now = utcnow()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for profile in session.scalars(select(SsoProfile).where(SsoProfile.id.in_(chunk))):
+            roles = resolve_profile(session, profile, catalog)
+            if roles != profile.roles:
+                profile.roles, profile.updated_at = roles, now
 
 
 def _drop_mappings_to(session: Session, slug: str, organization_id: str | None) -> None:
