@@ -107,21 +107,29 @@ def recompute_ids(
     catalog.prefetch(organization_id for _, organization_id, _, _, _ in batch)
     inputs = idp_inputs(session, ids)
     changes = []
+    # The resolver is pure (its result depends on its inputs only, property-tested), and a
+    # bulk change gives most memberships the same inputs: resolve each distinct one once.
+    resolved: dict[tuple[Any, ...], tuple[list[str], dict[str, Any]]] = {}
     for membership_id, organization_id, effective, api, row in batch:
         org = catalog.for_org(organization_id)
-        idp = inputs.get(membership_id, (None, None))
-        result = resolve(org.state, MembershipInput(tuple(api), idp[0], idp[1]))
-        after = list(result.roles)
+        directory, sso = inputs.get(membership_id, (None, None))
+        key = (id(org), tuple(api), directory, sso)
+        found = resolved.get(key)
+        if found is None:
+            result = resolve(org.state, MembershipInput(key[1], directory, sso))
+            provenance = {
+                "source": result.source,
+                "uses_default": result.uses_default,
+                "matched_groups": list(result.matched_groups),
+                "mapping_ids": list(result.mapping_ids),
+            }
+            found = resolved[key] = (list(result.roles), provenance)
+        after, provenance = found
         changes.append(
             Change(
                 membership_id,
                 organization_id,
-                {
-                    "source": result.source,
-                    "uses_default": result.uses_default,
-                    "matched_groups": list(result.matched_groups),
-                    "mapping_ids": list(result.mapping_ids),
-                },
+                provenance,
                 effective,
                 after,
                 [org.by_slug[slug].id for slug in after] if effective != after else [],
@@ -305,14 +313,8 @@ def _write_postgres_statements(
     session: Session, changes: list[Change], now: Any, reason: str
 ) -> int:
     dumps = _Json()
-    provenances = [
-        dumps(
-            (c.provenance["source"], c.provenance["uses_default"],
-             tuple(c.provenance["matched_groups"]), tuple(c.provenance["mapping_ids"])),
-            c.provenance,
-        )
-        for c in changes
-    ]  # fmt: skip
+    # Changes that resolved alike share one provenance dict (recompute_ids): key by identity.
+    provenances = [dumps(("p", id(c.provenance)), c.provenance) for c in changes]
     _pg_set_memberships(session, changes, provenances, now)
     changed = [c for c in changes if c.changed]
     if not changed:
