@@ -176,11 +176,13 @@ def next_ids(session: Session, job: Job, limit: int) -> list[str]:
         # Walk the two role tables by their (role_id, membership_id) index: a holder query
         # by membership id would re-hash every holder on each batch.
         holders = _role_holders(job.params["role_id"], job.cursor, limit).subquery()
-        return list(session.scalars(select(holders.c.mid).order_by(holders.c.mid).limit(limit)))
-    query = affected(job).order_by(OM.id).limit(limit)
-    if job.cursor is not None:
-        query = query.where(OM.id > job.cursor)
-    return list(session.scalars(query))
+        query: Select[tuple[str]] = select(holders.c.mid).order_by(holders.c.mid).limit(limit)
+    else:
+        query = affected(job).order_by(OM.id).limit(limit)
+        if job.cursor is not None:
+            query = query.where(OM.id > job.cursor)
+    # Core execution: thousands of plain strings need none of the ORM's result machinery.
+    return list(session.connection().execute(query).scalars().all())
 
 
 def count_affected(session: Session, job: Job) -> int:

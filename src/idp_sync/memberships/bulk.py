@@ -173,13 +173,15 @@ def _pg_fetch(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[
         return cast(list[tuple[Any, ...]], cursor.fetchall())
 
 
+# Role slugs come back joined by commas, which the slug grammar excludes: splitting a
+# string is much cheaper for the client than parsing two array values per row.
 _PG_LOCK = _sql(
     """
     SELECT om.id, om.organization_id,
-        ARRAY(SELECT r.role_slug FROM organization_membership_roles r
-              WHERE r.membership_id = om.id ORDER BY r.position),
-        ARRAY(SELECT a.role_slug FROM organization_membership_api_roles a
-              WHERE a.membership_id = om.id ORDER BY a.position)
+        (SELECT string_agg(r.role_slug, ',' ORDER BY r.position)
+         FROM organization_membership_roles r WHERE r.membership_id = om.id),
+        (SELECT string_agg(a.role_slug, ',' ORDER BY a.position)
+         FROM organization_membership_api_roles a WHERE a.membership_id = om.id)
     FROM organization_memberships om
     WHERE om.id = ANY(CAST(%(ids)b AS text[])) AND om.id BETWEEN %(lo)b AND %(hi)b
     ORDER BY om.id
@@ -190,7 +192,10 @@ _PG_LOCK = _sql(
 
 def _read_postgres(session: Session, ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """The batch's rows, locked, with effective and API role slugs: one statement."""
-    return [(*row, None) for row in _pg_fetch(session, _PG_LOCK, _ids(ids))]
+    return [
+        (mid, org, effective.split(",") if effective else [], api.split(",") if api else [], None)
+        for mid, org, effective, api in _pg_fetch(session, _PG_LOCK, _ids(ids))
+    ]
 
 
 def _ids(ids: Sequence[str]) -> dict[str, Any]:
