@@ -231,6 +231,49 @@ def test_replay_is_refused(http, setup: Setup, engine) -> None:
     assert_refused(http, setup, engine, response, "replayed")
 
 
+def test_concurrent_posts_of_one_assertion_sign_in_once(sso_live, http, setup: Setup) -> None:
+    """IdP-initiated, so that only the replay table stands between the two: the second
+    insert of the assertion id waits for the first transaction, then finds it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    allow_idp_initiated(http, setup.connection_id)
+    for _ in range(3):
+        response = setup.idp.response(acs_url=setup.acs_url, audience=setup.sp_entity_id)
+
+        def post(_: int, response: str = response) -> httpx.Response:
+            with httpx.Client(base_url=sso_live.url, timeout=20) as client:
+                return post_acs(client, setup, response)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, range(4)))
+        assert sorted(a.status_code for a in answers) == [302, 400, 400, 400]
+        assert {a.json()["code"] for a in answers if a.status_code == 400} == {"replayed"}
+
+
+def test_expired_authn_request_is_refused_and_kept(http, setup: Setup, engine) -> None:
+    """The AuthnRequest is deleted as it is read; a refusal rolls the deletion back."""
+    import sqlalchemy as sa
+
+    response = valid(setup, http)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE sso_authn_requests SET expires_at = now() - interval '1 minute' "
+                "WHERE connection_id = :c"
+            ),
+            {"c": setup.connection_id},
+        )
+    assert_refused(http, setup, engine, response, "authn_request_expired")
+    with engine.connect() as conn:
+        left = conn.execute(
+            sa.text("SELECT count(*) FROM sso_authn_requests WHERE connection_id = :c"),
+            {"c": setup.connection_id},
+        ).scalar_one()
+    assert left == 1
+
+
 def test_mismatched_in_response_to_is_refused(http, setup: Setup, engine) -> None:
     start_sign_in(http, setup.connection_id)
     forged = setup.idp.response(

@@ -81,3 +81,65 @@ def test_encrypted_assertions_are_refused(idp: TestIdp) -> None:
     with pytest.raises(saml.SamlRefusal) as refused:
         saml.validate(encode(xml), _sp(idp), _now())
     assert refused.value.reason == "encrypted_assertion_unsupported"
+
+
+# --- the protocol schema, compiled once per thread -------------------------------------
+
+
+def test_schema_invalid_response_is_still_refused(idp: TestIdp) -> None:
+    """The compiled schema is the one python3-saml validates against: an element the SAML
+    protocol schema does not allow after the assertion is refused as before."""
+    assertion = idp.sign(
+        idp.assertion_xml(
+            acs_url=ACS, audience=SP, name_id="ada@example.com", attributes={}, in_response_to=None
+        )
+    )
+    xml = idp.response_xml(
+        assertion, destination=ACS, in_response_to=None, extra="<samlp:Unexpected/>"
+    )
+    with pytest.raises(saml.SamlRefusal) as refused:
+        saml.validate(encode(xml), _sp(idp), _now())
+    assert refused.value.reason == "schema_invalid"
+
+
+def test_validation_from_several_threads_at_once(idp: TestIdp) -> None:
+    """Each thread validates with its own compiled schema (lxml's schema objects share one
+    error log): every good response passes and every schema-invalid one is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    good = [idp.response(acs_url=ACS, audience=SP, name_id=f"u{i}@example.com") for i in range(8)]
+    assertion = idp.sign(
+        idp.assertion_xml(
+            acs_url=ACS, audience=SP, name_id="x@example.com", attributes={}, in_response_to=None
+        )
+    )
+    bad = encode(
+        idp.response_xml(
+            assertion, destination=ACS, in_response_to=None, extra="<samlp:Unexpected/>"
+        )
+    )
+
+    def check(response: str) -> str:
+        try:
+            return saml.validate(response, _sp(idp), _now()).name_id
+        except saml.SamlRefusal as refusal:
+            return refusal.reason
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(check, [*good, bad] * 4))
+    expected = [f"u{i}@example.com" for i in range(8)] + ["schema_invalid"]
+    assert results == expected * 4
+    with ThreadPoolExecutor(2) as pool:
+        here = saml.compiled_schema("saml-schema-protocol-2.0.xsd")
+        there = pool.submit(saml.compiled_schema, "saml-schema-protocol-2.0.xsd").result()
+    assert here is saml.compiled_schema("saml-schema-protocol-2.0.xsd") and there is not here
+
+
+def test_python3_saml_itself_is_left_as_it_is() -> None:
+    """Only our subclass sees the compiled schema; the library's module is not patched."""
+    import onelogin.saml2.response as library
+    from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+    assert library.OneLogin_Saml2_XML is OneLogin_Saml2_XML
+    assert library.OneLogin_Saml2_Response.is_valid.__globals__ is vars(library)
+    assert saml._Response.is_valid.__code__ is library.OneLogin_Saml2_Response.is_valid.__code__

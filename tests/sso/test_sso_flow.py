@@ -258,3 +258,48 @@ def test_redirect_uris_registered_through_the_api(sso_sdk, http, setup: Setup) -
     assert refused.status_code == 400 and refused.json()["code"] == "invalid_redirect_uri"
     plain = http.post("/sso/redirect_uris", json={"uri": "http://app.test/cb"})
     assert plain.status_code == 422  # http only on loopback
+
+
+def test_overage_keeps_the_role_and_the_role_explanation_says_so(sso_sdk, http, sso_worker) -> None:
+    """Issue 5 point 4: groups, then the Entra overage claim, then groups again."""
+    idp = TestIdp()
+    org = sso_sdk.organizations.create_organization(name=unique("Overage"))
+    conn = create_connection(sso_sdk, idp, org.id, connection_type="AzureSAML")
+    saml = http.get(f"/connections/{conn.id}").json()["saml"]
+    setup = Setup(idp, org.id, conn.id, saml["acs_url"], saml["sp_entity_id"])
+    admin, _ = _roles(sso_sdk, org.id)
+    group_id = "6f1c6c8e-0000-4000-8000-000000000002"
+    _map(http, conn.id, group_id, admin)
+    claims = {
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["ov@example.com"],
+        "http://schemas.microsoft.com/identity/claims/objectidentifier": ["oid-ov"],
+    }
+    link = {ENTRA_GROUPS_LINK: ["https://graph.microsoft.com/v1.0/users/oid-ov/getMemberObjects"]}
+
+    def explanation() -> dict:  # type: ignore[type-arg]
+        membership = _membership(sso_sdk, org.id)
+        path = f"/user_management/organization_memberships/{membership.id}/role_explanation"
+        response = http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    sign_in(sso_sdk, http, setup, [], attributes={**claims, ENTRA_GROUPS: [group_id]})
+    wait_for(lambda: (m := _membership(sso_sdk, org.id)) and m.role.slug == admin)
+    known = explanation()
+    assert known["source"] == "sso" and known["roles"] == [admin]
+    assert known["sso"]["groups_overage"] is False and "note" not in known["sso"]
+    received = known["sso"]["groups_received_at"]
+
+    sign_in(sso_sdk, http, setup, [], attributes={**claims, **link})
+    overage = wait_for(lambda: (e := explanation())["sso"]["groups_overage"] and e)
+    assert _membership(sso_sdk, org.id).role.slug == admin  # not downgraded
+    assert overage["roles"] == [admin] and overage["matched_groups"] == [group_id]
+    sso = overage["sso"]
+    assert sso["connection_id"] == conn.id and sso["groups"] == [group_id]
+    assert sso["groups_received_at"] == received
+    assert sso["last_sign_in_at"] > received
+    assert "last known groups" in sso["note"] and received in sso["note"]
+
+    sign_in(sso_sdk, http, setup, [], attributes={**claims, ENTRA_GROUPS: [group_id]})
+    again = wait_for(lambda: not (e := explanation())["sso"]["groups_overage"] and e)
+    assert again["sso"]["groups_received_at"] > received and "note" not in again["sso"]

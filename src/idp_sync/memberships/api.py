@@ -117,4 +117,10 @@ def reactivate(membership_id: str, session: SessionDep) -> JSONResponse:
 
 @router.get(BASE + "/{membership_id}/role_explanation")
 def role_explanation(membership_id: str, session: SessionDep) -> JSONResponse:
-    return respond(ser.explanation(services.get_membership(session, membership_id)))
+    # Imported here: memberships does not depend on the SSO package at import time.
+    from idp_sync.sso.signin import explain_sso_source
+
+    body = ser.explanation(services.get_membership(session, membership_id))
+    if body["source"] == "sso":  # whose groups, and whether they are the last known (overage)
+        body["sso"] = explain_sso_source(session, membership_id)
+    return respond(body)

@@ -18,15 +18,15 @@ import hashlib
 import secrets
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp_sync.config import Settings
-from idp_sync.db import utcnow
+from idp_sync.db import is_postgres, utcnow
 from idp_sync.errors import BadRequest, NotFound, Unauthorized
 from idp_sync.ids import new_id
 from idp_sync.memberships.recompute import RoleCatalog
@@ -229,38 +229,43 @@ def _consume_request(
         if not connection.allow_idp_initiated or not uris:
             raise SamlRefusal("idp_initiated_not_allowed", 403)
         return uris[0], None
-    request = session.scalar(
-        select(SamlAuthnRequest)
-        .where(SamlAuthnRequest.id == assertion.in_response_to)
-        .with_for_update()
-    )
+    # One statement: the row is locked, read and gone; a refusal below rolls it all back.
+    # On the table, not the ORM entity: nothing of it is in the session to synchronise.
+    table = cast(Table, SamlAuthnRequest.__table__)
+    request = session.execute(
+        delete(table)
+        .where(table.c.id == assertion.in_response_to)
+        .returning(table.c.connection_id, table.c.redirect_uri, table.c.state, table.c.expires_at)
+    ).first()
     if request is None or request.connection_id != connection.id:
         raise SamlRefusal("in_response_to_mismatch")
     if request.expires_at <= now:
         raise SamlRefusal("authn_request_expired")
-    session.execute(delete(SamlAuthnRequest).where(SamlAuthnRequest.id == request.id))
     return request.redirect_uri, request.state
 
 
 def _remember_assertion(
     session: Session, connection: Connection, assertion: saml.ValidAssertion, settings: Settings
 ) -> None:
-    """The replay cache (DESIGN §7): the insert collides with an earlier or concurrent use."""
+    """The replay cache (DESIGN §7), in one statement: the insert does nothing if the id is
+    known. A concurrent use of the same id waits on the unique index for the other
+    transaction: if that one commits, this one is the replay."""
     keep_until = assertion.not_on_or_after + dt.timedelta(seconds=settings.saml_clock_skew_seconds)
-    if session.get(SamlAssertionReplay, assertion.assertion_id) is not None:
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    table = cast(Table, SamlAssertionReplay.__table__)
+    stored = session.execute(
+        insert(table)
+        .values(
+            assertion_id=assertion.assertion_id,
+            connection_id=connection.id,
+            not_on_or_after=keep_until,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.assertion_id])
+        .returning(table.c.assertion_id)
+    ).first()
+    if stored is None:
         raise SamlRefusal("replayed")
-    try:
-        with session.begin_nested():
-            session.add(
-                SamlAssertionReplay(
-                    assertion_id=assertion.assertion_id,
-                    connection_id=connection.id,
-                    not_on_or_after=keep_until,
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        raise SamlRefusal("replayed") from None
 
 
 def _upsert_profile(
@@ -292,6 +297,7 @@ def _upsert_profile(
     profile.groups_known = signed.groups is not None
     if signed.groups is not None:
         profile.groups = list(signed.groups)
+        profile.groups_received_at = now
     profile.last_sign_in_at = profile.updated_at = now
     return profile
 

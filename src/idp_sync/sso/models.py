@@ -115,6 +115,8 @@ class SsoProfile(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     groups_known: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When ``groups`` were received: an Entra overage sign-in keeps them, and says since when.
+    groups_received_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     roles: Mapped[list[str]] = mapped_column(JSONType, default=list)
     raw_attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     user_id: Mapped[str | None] = mapped_column(

@@ -42,20 +42,33 @@ class SsoRoute(APIRoute):
             request.state.session = session
             try:
                 response = await handler(request)
-                await run_in_threadpool(session.commit)
-                return response
             except SamlRefusal as refusal:
-                await run_in_threadpool(session.rollback)
+                await run_in_threadpool(_rollback_and_close, session)
                 await run_in_threadpool(_record_refusal, runtime, request, refusal)
                 body = {"code": refusal.reason, "message": "the SAML response was refused"}
                 return JSONResponse(body, status_code=refusal.status_code)
             except BaseException:
-                await run_in_threadpool(session.rollback)
+                await run_in_threadpool(_rollback_and_close, session)
                 raise
-            finally:
-                await run_in_threadpool(session.close)
+            # One hop to the threadpool for both: each costs a thread switch per request.
+            await run_in_threadpool(_commit_and_close, session)
+            return response
 
         return route
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    finally:
+        session.close()
+
+
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
 
 
 def _record_refusal(runtime: Runtime, request: Request, refusal: SamlRefusal) -> None:

@@ -27,15 +27,20 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import threading
+import types
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from onelogin.saml2 import xml_utils
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 NS = {
     "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -262,7 +267,7 @@ def check_conditions(
 
 
 @lru_cache(maxsize=256)  # SpConfig is frozen and hashable; the settings are only read
-def _onelogin_settings(sp: SpConfig) -> OneLogin_Saml2_Settings:
+def onelogin_settings(sp: SpConfig) -> OneLogin_Saml2_Settings:
     return OneLogin_Saml2_Settings(
         {
             "strict": True,
@@ -293,7 +298,7 @@ def _onelogin_settings(sp: SpConfig) -> OneLogin_Saml2_Settings:
     )
 
 
-def _request_data(acs_url: str) -> dict[str, Any]:
+def request_data(acs_url: str) -> dict[str, Any]:
     scheme, _, rest = acs_url.partition("://")
     host, _, path = rest.partition("/")
     return {
@@ -301,6 +306,66 @@ def _request_data(acs_url: str) -> dict[str, Any]:
         "http_host": host,
         "script_name": "/" + path,
     }
+
+
+# --- python3-saml, with its protocol schema compiled once per thread -------------------
+#
+# Strict ``is_valid`` reads and compiles the SAML protocol XSD (and the four schemas it
+# imports) on every call: about 1.6 ms of its 2.5 ms (PERFORMANCE.md). ``_Response`` runs
+# the library's own ``is_valid``, the same code object, with its module globals seen
+# through a copy in which ``OneLogin_Saml2_XML.validate_xml`` uses a schema compiled once
+# per thread; every check, and the schema, stay the library's. Per thread, not shared:
+# lxml's ``XMLSchema.__call__`` validates in a libxml2 context of its own, but connects and
+# disconnects the schema object's single error log around it, which two threads must not
+# do at once. Nothing global is patched: other users of python3-saml in the process (the
+# baseline of bench/saml.py) get the library as it is.
+
+_SCHEMA_DIR = Path(xml_utils.__file__).parent / "schemas"
+_compiled_schemas = threading.local()
+
+
+def compiled_schema(name: str) -> etree.XMLSchema:
+    """This thread's compiled copy of python3-saml's schema ``name`` (compiled on first use;
+    about 0.6 MB each)."""
+    cache: dict[str, etree.XMLSchema] | None = getattr(_compiled_schemas, "by_name", None)
+    if cache is None:
+        cache = _compiled_schemas.by_name = {}
+    schema = cache.get(name)
+    if schema is None:
+        schema = cache[name] = etree.XMLSchema(etree.parse(str(_SCHEMA_DIR / name)))
+    return schema
+
+
+class _CompiledSchemaXML(OneLogin_Saml2_XML):  # type: ignore[misc]
+    @staticmethod
+    def validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
+        """``OneLogin_Saml2_XML.validate_xml``, same results, without recompiling."""
+        try:
+            xml = OneLogin_Saml2_XML.to_etree(xml)
+        except Exception:
+            return "unloaded_xml"
+        if not compiled_schema(schema).validate(xml):
+            return "invalid_xml"
+        return xml
+
+
+def _with_globals(function: types.FunctionType, **names: Any) -> types.FunctionType:
+    """``function``'s code, resolving ``names`` to other objects than its module's."""
+    rebound = types.FunctionType(
+        function.__code__,
+        {**function.__globals__, **names},
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
+    rebound.__doc__ = function.__doc__
+    return rebound
+
+
+class _Response(OneLogin_Saml2_Response):  # type: ignore[misc]
+    is_valid = _with_globals(
+        OneLogin_Saml2_Response.is_valid, OneLogin_Saml2_XML=_CompiledSchemaXML
+    )
 
 
 def validate(posted: str, sp: SpConfig, now: dt.datetime) -> ValidAssertion:
@@ -311,9 +376,9 @@ def validate(posted: str, sp: SpConfig, now: dt.datetime) -> ValidAssertion:
     root = parse_hardened(xml)
     assertion = check_structure(root, sp.allow_sha1)
     not_on_or_after, in_response_to = check_conditions(root, assertion, sp, now)
-    response = OneLogin_Saml2_Response(_onelogin_settings(sp), base64.b64encode(xml))
+    response = _Response(onelogin_settings(sp), base64.b64encode(xml))
     try:
-        response.is_valid(_request_data(sp.acs_url), raise_exceptions=True)
+        response.is_valid(request_data(sp.acs_url), raise_exceptions=True)
         name_id = response.get_nameid()
         attributes = response.get_attributes()
         assertion_id = response.get_assertion_id()

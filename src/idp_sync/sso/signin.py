@@ -4,6 +4,8 @@
   ``memberships.recompute.IDP_LOADERS``: a membership gets the groups of the last sign-in
   of its user's profile in that organization, through a connection that has mappings.
 * ``resolve_profile`` resolves a profile's role(s) at sign-in, in the ACS request.
+* ``explain_sso_source`` is the SSO entry of a membership's role explanation: which
+  profile's groups were used, and whether they are the last known ones (Entra overage).
 * ``process_login`` (the ``idp_sync.sso.sign_in`` task) creates the user and membership
   just in time, recomputes the membership and writes the events; it reads current state
   only, so a duplicated or late delivery converges on the same result.
@@ -13,20 +15,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import Select, and_, delete, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import utcnow
 from idp_sync.events.services import record_event
 from idp_sync.memberships import serializers as membership_ser
+from idp_sync.memberships.models import MembershipApiRole
 from idp_sync.memberships.models import OrganizationMembership as OM
-from idp_sync.memberships.recompute import (
-    IDP_LOADERS,
-    RoleCatalog,
-    idp_inputs,
-    recompute,
-)
+from idp_sync.memberships.recompute import IDP_LOADERS, RoleCatalog, recompute
 from idp_sync.memberships.services import create_membership, lock_membership
 from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, resolve
 from idp_sync.sso import serializers as ser
@@ -41,26 +40,29 @@ from idp_sync.sso.models import (
 )
 from idp_sync.users.models import User
 from idp_sync.users.services import create_user
+from idp_sync.wire import iso
 
 REASON = "sso_sign_in"
 
 
 def mappings_of(session: Session, connection_ids: set[str]) -> dict[str, tuple[GroupMapping, ...]]:
-    rows = session.scalars(
-        select(SsoGroupRoleMapping).where(SsoGroupRoleMapping.connection_id.in_(connection_ids))
+    m = SsoGroupRoleMapping
+    rows = session.execute(
+        select(m.connection_id, m.id, m.group, m.role_slug).where(
+            m.connection_id.in_(connection_ids)
+        )
     )
     found: dict[str, list[GroupMapping]] = defaultdict(list)
-    for m in rows:
-        found[m.connection_id].append(GroupMapping(m.id, m.group, m.role_slug))
+    for connection_id, mapping_id, group, role_slug in rows:
+        found[connection_id].append(GroupMapping(mapping_id, group, role_slug))
     return {cid: tuple(items) for cid, items in found.items()}
 
 
-def load_sso_inputs(
-    session: Session, membership_ids: Sequence[str]
-) -> dict[str, tuple[IdpInput | None, IdpInput | None]]:
-    """For memberships, the SSO input of the latest sign-in of a connection with mappings."""
-    rows = session.execute(
-        select(OM.id, SsoProfile.connection_id, SsoProfile.groups)
+def _latest_sign_ins(membership_ids: Sequence[str], *columns: Any) -> Select[Any]:
+    """``columns`` of the SSO profiles of memberships' users in their organizations, latest
+    sign-in first: the SSO source is the first whose connection has mappings."""
+    return (
+        select(OM.id, SsoProfile.connection_id, *columns)
         .join(
             SsoProfile,
             and_(
@@ -70,7 +72,14 @@ def load_sso_inputs(
         )
         .where(OM.id.in_(membership_ids))
         .order_by(SsoProfile.last_sign_in_at.desc(), SsoProfile.id.desc())
-    ).all()
+    )
+
+
+def load_sso_inputs(
+    session: Session, membership_ids: Sequence[str]
+) -> dict[str, tuple[IdpInput | None, IdpInput | None]]:
+    """For memberships, the SSO input of the latest sign-in of a connection with mappings."""
+    rows = session.execute(_latest_sign_ins(membership_ids, SsoProfile.groups)).all()
     if not rows:
         return {}
     mappings = mappings_of(session, {connection_id for _, connection_id, _ in rows})
@@ -82,6 +91,32 @@ def load_sso_inputs(
     return found
 
 
+def explain_sso_source(session: Session, membership_id: str) -> dict[str, Any] | None:
+    """The SSO source of a role explanation: the profile whose groups the resolver reads
+    (as ``load_sso_inputs`` picks it), and, after an Entra groups overage sign-in, that
+    the groups are the last known ones and since when. None if no SSO source applies."""
+    rows = session.execute(_latest_sign_ins([membership_id], SsoProfile)).all()
+    mappings = mappings_of(session, {connection_id for _, connection_id, _ in rows})
+    profile = next((p for _, cid, p in rows if mappings.get(cid)), None)
+    if profile is None:
+        return None
+    entry: dict[str, Any] = {
+        "connection_id": profile.connection_id,
+        "groups": list(profile.groups or ()),
+        "groups_overage": not profile.groups_known,
+        "groups_received_at": iso(profile.groups_received_at),
+        "last_sign_in_at": iso(profile.last_sign_in_at),
+    }
+    if not profile.groups_known:
+        since = iso(profile.groups_received_at) or "an earlier sign-in"
+        entry["note"] = (
+            f"At the last sign-in ({iso(profile.last_sign_in_at)}) the IdP sent the groups "
+            "overage claim instead of the groups, so the user's current groups are unknown: "
+            f"the roles come from the last known groups, received at {since}."
+        )
+    return entry
+
+
 if load_sso_inputs not in IDP_LOADERS:
     IDP_LOADERS.append(load_sso_inputs)
 
@@ -91,14 +126,38 @@ def resolve_profile(session: Session, profile: SsoProfile, catalog: RoleCatalog)
     roles, directory) when it exists, with this sign-in's groups as the SSO source."""
     mappings = mappings_of(session, {profile.connection_id}).get(profile.connection_id, ())
     sso = IdpInput(profile.connection_id, frozenset(profile.groups), mappings)
-    membership = _membership_of(session, profile)
-    api_roles: tuple[str, ...] = ()
-    directory = None
-    if membership is not None:
-        api_roles = tuple(r.role_slug for r in membership.api_roles)
-        directory = idp_inputs(session, [membership.id]).get(membership.id, (None, None))[0]
+    membership_id, api_roles = _membership_inputs(session, profile)
+    directory = _directory_input(session, membership_id) if membership_id else None
     member = MembershipInput(api_roles=api_roles, directory=directory, sso=sso)
     return list(resolve(catalog.for_org(profile.organization_id).state, member).roles)
+
+
+def _membership_inputs(session: Session, profile: SsoProfile) -> tuple[str | None, tuple[str, ...]]:
+    """The id and API roles of the profile's membership, if any, in one query (this runs
+    in every ACS request): the membership of the profile's user, else of the user with
+    its email, as ``_membership_of`` finds it."""
+    user_id: Any = profile.user_id
+    if user_id is None:
+        user_id = select(User.id).where(User.email == profile.email).scalar_subquery()
+    rows = session.execute(
+        select(OM.id, MembershipApiRole.role_slug)
+        .outerjoin(MembershipApiRole, MembershipApiRole.membership_id == OM.id)
+        .where(OM.organization_id == profile.organization_id, OM.user_id == user_id)
+        .order_by(MembershipApiRole.position)
+    ).all()
+    if not rows:
+        return None, ()
+    return rows[0][0], tuple(slug for _, slug in rows if slug is not None)
+
+
+def _directory_input(session: Session, membership_id: str) -> IdpInput | None:
+    """The membership's directory input, as ``idp_inputs`` merges it, without running this
+    module's own loader: its stored SSO input gives way to this sign-in's groups."""
+    found = None
+    for loader in IDP_LOADERS:
+        if loader is not load_sso_inputs:
+            found = loader(session, [membership_id]).get(membership_id, (None, None))[0] or found
+    return found
 
 
 def _membership_of(session: Session, profile: SsoProfile) -> OM | None:
