@@ -385,3 +385,38 @@ def test_idp_initiated_is_accepted_only_where_allowed(http, setup: Setup) -> Non
     response = post_acs(http, setup, unsolicited)
     assert response.status_code == 302
     assert response.headers["location"].startswith(REDIRECT_URI + "?code=")
+
+
+def test_concurrent_first_sign_ins_of_one_person_both_succeed(
+    sso_live, http, setup: Setup, engine
+) -> None:
+    """Two tabs, or a retry: two valid responses for a person never seen before, posted at
+    once, both sign in (never a 500 on the profile's unique key) and share one profile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import sqlalchemy as sa
+
+    allow_idp_initiated(http, setup.connection_id)
+    for attempt in range(3):
+        email = f"twice-{attempt}-{setup.connection_id[-6:].lower()}@example.com"
+        responses = [
+            setup.idp.response(acs_url=setup.acs_url, audience=setup.sp_entity_id, name_id=email)
+            for _ in range(2)
+        ]
+
+        def post(response: str) -> httpx.Response:
+            with httpx.Client(base_url=sso_live.url, timeout=20) as client:
+                return post_acs(client, setup, response)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(post, responses))
+        assert [a.status_code for a in answers] == [302, 302], [a.text for a in answers]
+        with engine.connect() as conn:
+            profiles = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM sso_profiles WHERE connection_id = :c AND email = :e"
+                ),
+                {"c": setup.connection_id, "e": email},
+            ).scalar_one()
+        assert profiles == 1

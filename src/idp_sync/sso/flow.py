@@ -271,21 +271,35 @@ def _remember_assertion(
 def _upsert_profile(
     session: Session, connection: Connection, signed: SignedProfile, now: dt.datetime
 ) -> SsoProfile:
-    profile = session.scalar(
+    query = (
         select(SsoProfile)
         .where(SsoProfile.connection_id == connection.id, SsoProfile.idp_id == signed.idp_id)
         .with_for_update()
     )
+    profile = session.scalar(query)
     if profile is None:
-        profile = SsoProfile(
-            id=new_id("sso_profile"),
-            connection_id=connection.id,
-            organization_id=connection.organization_id,
-            idp_id=signed.idp_id,
-            groups=[],
-            created_at=now,
+        # A first sign-in. Two at once for the same person (two tabs, a retry) must not
+        # collide on the unique key: the insert of the second waits for the first
+        # transaction and then does nothing; both go on with the one row, under lock.
+        insert = postgresql.insert if is_postgres(session) else sqlite.insert
+        table = cast(Table, SsoProfile.__table__)
+        session.execute(
+            insert(table)
+            .values(
+                id=new_id("sso_profile"),
+                connection_id=connection.id,
+                organization_id=connection.organization_id,
+                idp_id=signed.idp_id,
+                email=signed.email,
+                groups=[],
+                created_at=now,
+                updated_at=now,
+                last_sign_in_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[table.c.connection_id, table.c.idp_id])
         )
-        session.add(profile)
+        profile = session.scalar(query.execution_options(populate_existing=True))
+        assert profile is not None  # inserted by this transaction or a committed one
     profile.email = signed.email
     profile.first_name, profile.last_name, profile.name = (
         signed.first_name,
