@@ -1,6 +1,7 @@
 """HTTP benchmark: membership endpoints as a ratio to a bare FastAPI endpoint, same run.
 
-Usage: python bench/bench_http.py [--quick] [--seconds N] [--connections N] [--client wrk|python]
+Usage: python bench/bench_http.py [--quick] [--seconds N] [--rounds N] [--connections N]
+       [--client wrk|python]
 
 What it does:
 
@@ -16,10 +17,14 @@ What it does:
   ``idp_sync.api.app:create_app`` on the bench database;
 * drives both with the same load generator in a separate process, keep-alive connections:
   ``wrk`` (1 thread, Lua scripts) if it is on PATH, else a small asyncio client in this
-  file (``--client python``). Each scenario gets a 1 s warm-up, then 3 rounds,
+  file (``--client python``). Each scenario gets a 1 s warm-up, then 3 rounds (``--rounds``),
   interleaved so that drift hits every scenario alike; the median round is reported;
+* counts, in process before the servers start, the SQL statements one request of each
+  endpoint sends (SQLAlchemy's ``before_cursor_execute`` on the engine, plus the calls to
+  the async read pool; BEGIN, COMMIT and the pool's pre-ping are not statements here);
 * prints req/s for the baseline and, for get-membership and create-membership, the ratio
-  to the sync baseline against the target (>= 0.35);
+  to the sync baseline against the target (>= 0.35), and to the async baseline for
+  reference (the GET endpoint is ``async def`` since 2026-12-06);
 * stops the servers and drops the database. Reports only: exits 0 unless setup failed.
 
 The 2 cores are shared by the load generator, uvicorn and PostgreSQL; only the ratios are
@@ -389,6 +394,68 @@ def settle(url: str) -> None:
         engine.dispose()
 
 
+def count_statements(url: str, org_id: str, member_id: str, users: list[str], tmp: Path) -> str:
+    """Statements per request of each endpoint, through the real app in this process."""
+    import httpx
+    from sqlalchemy import event
+
+    from idp_sync.api.app import create_app
+    from idp_sync.config import Settings
+    from idp_sync.runtime import Runtime
+
+    key = f"sk_count_{uuid.uuid4().hex}"
+    settings = Settings(
+        DATABASE_URL=url,
+        BROKER_URL=REDIS_URL,
+        IDP_SYNC_API_KEY=key,
+        IDP_SYNC_DATA_DIR=str(tmp / "count"),
+        IDP_SYNC_BROKER_KEY_PREFIX=f"bench-count-{os.getpid()}:",
+    )
+    runtime = Runtime(settings)
+    app = create_app(runtime=runtime)
+    counted = {"n": 0}
+
+    def on_statement(*_: object) -> None:
+        counted["n"] += 1
+
+    event.listen(runtime.engine, "before_cursor_execute", on_statement)
+
+    async def per_request() -> tuple[float, float]:
+        reader = runtime.reader()
+        rows = reader.rows
+
+        async def counting(statement, params):  # type: ignore[no-untyped-def]
+            counted["n"] += 1
+            return await rows(statement, params)
+
+        reader.rows = counting  # type: ignore[method-assign]
+        auth = {"Authorization": f"Bearer {key}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            results = []
+            for send in (
+                lambda i: http.get(f"{BASE}/{member_id}", headers=auth),
+                lambda i: http.post(
+                    BASE,
+                    json={"user_id": users[i], "organization_id": org_id},
+                    headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+                ),
+            ):
+                (await send(0)).raise_for_status()  # warm-up: key check, catalogs, pools
+                counted["n"] = 0
+                for i in range(1, 6):
+                    (await send(i)).raise_for_status()
+                results.append(counted["n"] / 5)
+        await runtime.close_reader()
+        return results[0], results[1]
+
+    try:
+        get, create = asyncio.run(per_request())
+    finally:
+        runtime.dispose()
+    return f"get-membership {get:g}, create-membership {create:g}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -519,6 +586,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=None, help="length of one round")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (8)")
     parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="rounds per scenario, median reported (3)"
+    )
+    parser.add_argument(
         "--client",
         choices=("wrk", "python"),
         default=None,
@@ -540,7 +610,7 @@ def main() -> int:
     api_key = f"sk_bench_{uuid.uuid4().hex}"
     prefix = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}:"
     per_run = int(MAX_CREATE_RATE * seconds)
-    n_users = per_run * ROUNDS + int(MAX_CREATE_RATE * WARMUP_SECONDS)
+    n_users = per_run * args.rounds + int(MAX_CREATE_RATE * WARMUP_SECONDS) + 6  # 6: counting
 
     servers: list[Server] = []
     tmp = Path(tempfile.mkdtemp(prefix="idp-sync-bench-"))
@@ -552,10 +622,16 @@ def main() -> int:
             upgrade(url)
             org_id, member_ids, free_users = seed(url, n_users, tmp)
             settle(url)
-            users = len(member_ids) + len(free_users)
+            counts = count_statements(url, org_id, member_ids[0], free_users[:6], tmp)
+            free_users = free_users[6:]
+            users = len(member_ids) + len(free_users) + 6
             print(
                 f"setup: migrated, seeded and vacuumed {users:,} users, "
                 f"{len(member_ids)} memberships in {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
+            print(
+                f"SQL statements per request (in process, mean of 5 after a warm-up): {counts}",
                 flush=True,
             )
 
@@ -604,15 +680,16 @@ def main() -> int:
             )
             print(
                 f"load: {client}, 1 client thread, {args.connections} keep-alive connections; "
-                f"uvicorn 1 worker, {loop_http}, no access log; {ROUNDS} rounds x {seconds:g} s "
-                f"(+{WARMUP_SECONDS:g} s warm-up), median round",
+                f"uvicorn 1 worker, {loop_http}, no access log; "
+                f"{args.rounds} rounds x {seconds:g} s (+{WARMUP_SECONDS:g} s warm-up), "
+                "median round",
                 flush=True,
             )
             for sc in scenarios:  # warm-up: imports, pools, caches, statement caches
                 sc.per_run, keep = int(MAX_CREATE_RATE * WARMUP_SECONDS), sc.per_run
                 driver.run(sc, WARMUP_SECONDS)
                 sc.per_run = keep
-            for _ in range(ROUNDS):  # interleaved, so drift affects every scenario alike
+            for _ in range(args.rounds):  # interleaved, so drift affects every scenario alike
                 for sc in scenarios:
                     sc.rounds.append(driver.run(sc, seconds))
 
@@ -629,10 +706,12 @@ def main() -> int:
             )
             for name in ("get-membership", "create-membership"):
                 ratio = median[name] / base_rate if base_rate else 0.0
+                to_async = median[name] / median["bare-async"] if median["bare-async"] else 0.0
                 verdict = "PASS" if ratio >= TARGET else "FAIL"
                 print(
                     f"{name}: {fmt(median[name])} (ratio {ratio:.2f}, "
-                    f"target >= {TARGET}: {verdict}; {describe(by_name[name])})"
+                    f"target >= {TARGET}: {verdict}; {to_async:.2f} of the async baseline; "
+                    f"{describe(by_name[name])})"
                 )
             print(f"load average after: {loadavg()}")
             for server in servers:

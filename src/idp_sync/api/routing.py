@@ -3,13 +3,18 @@
 
 Handlers parse, call a service, render; they never commit. Work enqueued by services is
 published by the session's after-commit hook, so nothing is sent for a rolled-back change.
+
+Hot reads are the exception: an ``async def`` endpoint marked ``@read_only`` gets no
+session and no transaction; it runs one statement on the runtime's ``Reader`` (an async
+PostgreSQL pool), and its API key is checked on the event loop too, so the request never
+waits for the threadpool.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
@@ -19,8 +24,21 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from idp_sync.auth.idempotency import IdempotencyGuard
+from idp_sync.auth.services import ApiKeyVerifier
 from idp_sync.errors import Conflict, Unauthorized
-from idp_sync.runtime import Runtime
+from idp_sync.runtime import Reader, Runtime
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
+_READ_ONLY = "__idp_sync_read_only__"
+
+
+def read_only(endpoint: Endpoint) -> Endpoint:
+    """Mark an ``async def`` endpoint that only reads through ``ReaderDep``: its route
+    opens no session and no transaction (see the module docstring). Goes below the
+    ``@router.get`` line, so the mark is there when the route is built; such an endpoint
+    has no ``SessionDep``."""
+    setattr(endpoint, _READ_ONLY, True)
+    return endpoint
 
 
 class UnitOfWorkRoute(APIRoute):
@@ -28,23 +46,28 @@ class UnitOfWorkRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if getattr(self.endpoint, _READ_ONLY, False):
+            return _read_only_route(handler)
 
         async def route(request: Request) -> Response:
             runtime: Runtime = request.app.state.runtime
             session = runtime.session()
             request.state.session = session
+            closed = False  # each threadpool hop costs: commit and close share one
             try:
-                request.state.api_key_id = await _authenticate(request, session)
+                request.state.api_key_id = await _authenticate(
+                    request,
+                    lambda verifier, token: run_in_threadpool(verifier.verify, session, token),
+                )
                 guard = await _guard(request)
                 ttl = runtime.settings.idempotency_ttl_hours
                 if guard is not None:
-                    stored = await run_in_threadpool(guard.lookup, session, ttl)
+                    stored = await run_in_threadpool(guard.claim, session, ttl)
                     if stored is not None:
                         return JSONResponse(stored[1], status_code=stored[0])
                 response = await handler(request)
-                if guard is not None and 200 <= response.status_code < 300:
-                    guard.store(session, response.status_code, _json_body(response))
-                await run_in_threadpool(_commit_and_close, session)
+                await run_in_threadpool(_commit_and_close, session, guard, response)
+                closed = True
                 return response
             except IntegrityError:
                 await run_in_threadpool(session.rollback)
@@ -55,29 +78,62 @@ class UnitOfWorkRoute(APIRoute):
                         return JSONResponse(stored[1], status_code=stored[0])
                 raise Conflict("a concurrent change conflicted with this request; retry") from None
             except BaseException:
-                await run_in_threadpool(session.rollback)
+                await run_in_threadpool(_rollback_and_close, session)
+                closed = True
                 raise
             finally:
-                await run_in_threadpool(session.close)
+                if not closed:
+                    await run_in_threadpool(session.close)
 
         return route
 
 
-def _commit_and_close(session: Session) -> None:
+def _commit_and_close(session: Session, guard: IdempotencyGuard | None, response: Response) -> None:
+    """Record the answer under the claimed Idempotency-Key (a 2xx) or give the key up,
+    then commit: one threadpool hop."""
     try:
+        if guard is not None and 200 <= response.status_code < 300:
+            guard.store(session, response.status_code, _json_body(response))
+        elif guard is not None:
+            guard.release(session)
         session.commit()
     finally:
         session.close()
 
 
-async def _authenticate(request: Request, session: Session) -> str:
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+def _read_only_route(
+    handler: Callable[[Request], Coroutine[Any, Any, Response]],
+) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def route(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        request.state.api_key_id = await _authenticate(
+            request, lambda verifier, token: verifier.verify_async(runtime.reader(), token)
+        )
+        return await handler(request)
+
+    return route
+
+
+Verify = Callable[[ApiKeyVerifier, str], Awaitable[str | None]]
+
+
+async def _authenticate(request: Request, verify: Verify) -> str:
+    """The API key's id. A key verified in the last ``api_key_cache_seconds`` is answered
+    from memory, on the event loop; otherwise ``verify`` looks it up."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer API key", code="unauthorized")
-    verifier = request.app.state.api_keys
+    verifier: ApiKeyVerifier = request.app.state.api_keys
     key_id = verifier.cached(token.strip())
     if key_id is None:
-        key_id = await run_in_threadpool(verifier.verify, session, token.strip())
+        key_id = await verify(verifier, token.strip())
     if key_id is None:
         raise Unauthorized("invalid API key", code="unauthorized")
     return str(key_id)
@@ -108,3 +164,8 @@ def respond(body: Any, status_code: int = 200) -> JSONResponse:
 async def session_of(request: Request) -> Session:
     session: Session = request.state.session
     return session
+
+
+async def reader_of(request: Request) -> Reader:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.reader()

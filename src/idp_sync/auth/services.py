@@ -7,13 +7,17 @@ import hmac
 import secrets
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp_sync.auth.models import ApiKey
 from idp_sync.db import utcnow
 from idp_sync.ids import new_id
+
+if TYPE_CHECKING:
+    from idp_sync.runtime import Reader
 
 KEY_PREFIX = "sk_idp_"
 BOOTSTRAP_ID = "key_bootstrap"
@@ -60,16 +64,38 @@ class ApiKeyVerifier:
     def verify(self, session: Session, raw: str) -> str | None:
         """The key's id if ``raw`` is a valid key, else None."""
         digest = hash_key(raw)
-        key_id: str | None = None
-        if self._bootstrap_hash is not None and hmac.compare_digest(digest, self._bootstrap_hash):
-            key_id = BOOTSTRAP_ID
-        else:
+        key_id = self._bootstrap(digest)
+        if key_id is None:
             row = session.scalar(
                 select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
             if row is not None and hmac.compare_digest(row.key_hash, digest):
                 key_id = row.id
+        return self._remember(digest, key_id)
+
+    async def verify_async(self, reader: Reader, raw: str) -> str | None:
+        """``verify`` for ``async def`` routes: the same lookup on the runtime's reader."""
+        digest = hash_key(raw)
+        key_id = self._bootstrap(digest)
+        if key_id is None:
+            rows = await reader.rows(_LIVE_KEY, {"digest": digest})
+            if rows and hmac.compare_digest(rows[0]["key_hash"], digest):
+                key_id = str(rows[0]["id"])
+        return self._remember(digest, key_id)
+
+    def _bootstrap(self, digest: str) -> str | None:
+        if self._bootstrap_hash is not None and hmac.compare_digest(digest, self._bootstrap_hash):
+            return BOOTSTRAP_ID
+        return None
+
+    def _remember(self, digest: str, key_id: str | None) -> str | None:
         if key_id is not None:
             with self._lock:
                 self._cache[digest] = (key_id, time.monotonic() + self._ttl)
         return key_id
+
+
+_KEYS = ApiKey.__table__
+_LIVE_KEY = select(_KEYS.c.id, _KEYS.c.key_hash).where(
+    _KEYS.c.key_hash == bindparam("digest"), _KEYS.c.revoked_at.is_(None)
+)

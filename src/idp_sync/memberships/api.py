@@ -11,17 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
+from idp_sync.api.routing import UnitOfWorkRoute, read_only, reader_of, respond, session_of
 from idp_sync.errors import NotFound, Unprocessable
 from idp_sync.memberships import serializers as ser
 from idp_sync.memberships import services
 from idp_sync.memberships.models import OrganizationMembership
-from idp_sync.memberships.queries import membership_view
+from idp_sync.memberships.queries import read_membership_view
 from idp_sync.organizations.models import Organization
+from idp_sync.runtime import Reader
 from idp_sync.wire import PageParams, list_body, paginate
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["organization memberships"])
 SessionDep = Annotated[Session, Depends(session_of)]
+ReaderDep = Annotated[Reader, Depends(reader_of)]
 PageDep = Annotated[PageParams, Depends(PageParams)]
 BASE = "/user_management/organization_memberships"
 
@@ -54,12 +56,10 @@ def _render(session: Session, membership: OrganizationMembership) -> JSONRespons
 
 @router.post(BASE, status_code=201)
 def create_membership(body: MembershipCreate, session: SessionDep) -> JSONResponse:
-    membership = services.create_membership(
+    membership, organization_name = services.add_membership(
         session, organization_id=body.organization_id, user_id=body.user_id, role_slugs=body.slugs()
     )
-    response = _render(session, membership)
-    response.status_code = 201
-    return response
+    return respond(ser.membership(membership, organization_name), status_code=201)
 
 
 @router.get(BASE)
@@ -82,8 +82,10 @@ def list_memberships(
 
 
 @router.get(BASE + "/{membership_id}")
-def get_membership(membership_id: str, session: SessionDep) -> JSONResponse:
-    view = membership_view(session, membership_id)  # one statement: the hot read path
+@read_only
+async def get_membership(membership_id: str, reader: ReaderDep) -> JSONResponse:
+    # The hot read path: one statement on the async pool, no session, no threadpool.
+    view = await read_membership_view(reader, membership_id)
     if view is None:
         raise NotFound(f"organization membership {membership_id} not found")
     return respond(view)

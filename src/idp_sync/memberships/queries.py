@@ -1,19 +1,25 @@
 """Read paths that skip the ORM: one statement, one round trip (the hot GET endpoints).
 
 The result has exactly the shape of ``serializers.membership``; a test compares the two.
+The same statement runs on a sync session or, from ``async def`` endpoints, on the
+runtime's ``Reader`` (async PostgreSQL pool; the threadpool on SQLite).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp_sync.memberships.models import MembershipRole, OrganizationMembership
 from idp_sync.organizations.models import Organization
 from idp_sync.users.models import User
 from idp_sync.wire import iso
+
+if TYPE_CHECKING:
+    from idp_sync.runtime import Reader
 
 _OM = OrganizationMembership.__table__
 _USER = User.__table__
@@ -47,9 +53,22 @@ _MEMBERSHIP_VIEW = (
 )
 
 
+_MEMBERSHIP_BY_ID = _MEMBERSHIP_VIEW.where(_OM.c.id == bindparam("membership_id"))
+
+
 def membership_view(session: Session, membership_id: str) -> dict[str, Any] | None:
     """The membership as the API returns it, or None if there is no such membership."""
-    rows = session.execute(_MEMBERSHIP_VIEW.where(_OM.c.id == membership_id)).mappings().all()
+    params = {"membership_id": membership_id}
+    return _view(session.execute(_MEMBERSHIP_BY_ID, params).mappings().all())
+
+
+async def read_membership_view(reader: Reader, membership_id: str) -> dict[str, Any] | None:
+    """``membership_view`` for ``async def`` endpoints: same statement, same answer."""
+    return _view(await reader.rows(_MEMBERSHIP_BY_ID, {"membership_id": membership_id}))
+
+
+def _view(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
+    """One row per effective role (or one with no role), in role position order."""
     if not rows:
         return None
     row = rows[0]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, select
+from sqlalchemy.orm import Session, lazyload
 
 from idp_sync.db import utcnow
 from idp_sync.errors import Conflict, NotFound, Unprocessable
@@ -19,7 +19,8 @@ from idp_sync.memberships import serializers as ser
 from idp_sync.memberships.models import MembershipApiRole, OrganizationMembership
 from idp_sync.memberships.recompute import OrgRoles, RoleCatalog, recompute
 from idp_sync.organizations.models import Organization
-from idp_sync.users.services import get_user
+from idp_sync.rbac.models import EnvironmentSettings
+from idp_sync.users.models import User
 
 STATUSES = ("active", "inactive", "pending")
 
@@ -91,30 +92,66 @@ def create_membership(
     session: Session, *, organization_id: str, user_id: str, role_slugs: list[str] | None
 ) -> OrganizationMembership:
     """A new active membership; an inactive one for the same pair is reactivated instead."""
-    if session.scalar(select(Organization.id).where(Organization.id == organization_id)) is None:
+    return add_membership(
+        session, organization_id=organization_id, user_id=user_id, role_slugs=role_slugs
+    )[0]
+
+
+def add_membership(
+    session: Session, *, organization_id: str, user_id: str, role_slugs: list[str] | None
+) -> tuple[OrganizationMembership, str]:
+    """``create_membership``, also returning the organization's name (the API object
+    embeds it). The organization, the user, an existing membership of the pair and the
+    environment settings are read in one statement: this is the path every SDK
+    ``create_organization_membership`` takes."""
+    found = session.execute(
+        select(Organization.name, User, OrganizationMembership, EnvironmentSettings)
+        .select_from(Organization)
+        .outerjoin(User, User.id == user_id)
+        .outerjoin(
+            OrganizationMembership,
+            and_(
+                OrganizationMembership.organization_id == Organization.id,
+                OrganizationMembership.user_id == User.id,
+            ),
+        )
+        # Into the identity map, where RoleCatalog's environment_settings() finds it
+        # (``_settings`` below holds it until then: the identity map is weak).
+        .outerjoin(EnvironmentSettings, EnvironmentSettings.id == 1)
+        .where(Organization.id == organization_id)
+        .options(lazyload(OrganizationMembership.user), lazyload(OrganizationMembership.roles))
+    ).one_or_none()
+    if found is None:
         raise NotFound(f"organization {organization_id} not found")
-    user = get_user(session, user_id)
+    organization_name, user, existing, _settings = found
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
     catalog = RoleCatalog(session)
     org = catalog.for_org(organization_id)
     slugs = validate_role_slugs(catalog, org, role_slugs) if role_slugs is not None else []
-    existing = session.scalar(
-        select(OrganizationMembership).where(
-            OrganizationMembership.organization_id == organization_id,
-            OrganizationMembership.user_id == user_id,
-        )
-    )
     if existing is not None:
         if existing.status == "active":
             raise Conflict(
                 f"user {user_id} is already a member of {organization_id}",
                 code="organization_membership_already_exists",
             )
-        return _reactivate(session, lock_membership(session, existing.id), catalog, slugs)
+        membership = _reactivate(session, lock_membership(session, existing.id), catalog, slugs)
+        return membership, organization_name
+    return _insert(session, organization_id, user, catalog, slugs), organization_name
+
+
+def _insert(
+    session: Session,
+    organization_id: str,
+    user: User,
+    catalog: RoleCatalog,
+    slugs: list[str],
+) -> OrganizationMembership:
     now = utcnow()
     membership = OrganizationMembership(
         id=new_id("membership"),
         organization_id=organization_id,
-        user_id=user_id,
+        user_id=user.id,
         status="active",
         created_at=now,
         updated_at=now,
@@ -125,7 +162,7 @@ def create_membership(
         user=user,
     )
     session.add(membership)
-    _set_api_roles(membership, slugs, org)
+    _set_api_roles(membership, slugs, catalog.for_org(organization_id))
     recompute(session, [membership], catalog, reason="membership_created")
     session.flush()
     record_event(
