@@ -178,7 +178,7 @@ def test_deliveries_of_one_object_keep_their_order_under_concurrent_changes(
             pool.map(lambda c: hooks_sdk.authorization.update_permission(c[0], name=c[1]), changes)
         )
 
-    wait_for(lambda: sum(len(delivered[i]) for i in ids) >= len(changes), timeout=25)
+    wait_for(lambda: sum(len(delivered[i]) for i in ids) >= len(changes), timeout=90)
     assert refused  # some deliveries had to be retried
     with engine.connect() as conn:
         rows = conn.execute(
