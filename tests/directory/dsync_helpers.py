@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from scim_conformance import check_response
 
 from conftest import API_KEY, unique
 
@@ -35,6 +36,8 @@ def make_directory(
 
 
 def scim_client(directory: dict[str, Any]) -> httpx.Client:
+    """A client of the directory's SCIM server; every response it gets is checked against
+    the SCIM schemas (``scim_conformance``), so an invalid one fails the test."""
     return httpx.Client(
         base_url=directory["scim"]["base_url"],
         headers={
@@ -42,6 +45,7 @@ def scim_client(directory: dict[str, Any]) -> httpx.Client:
             "Content-Type": SCIM_JSON,
         },
         timeout=30,
+        event_hooks={"response": [check_response]},
     )
 
 

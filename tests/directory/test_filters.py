@@ -33,9 +33,28 @@ def test_operators_compile() -> None:
             " and title pr", " and displayName pr"
         )
     )
-    assert "lower(directory_users.user_name) LIKE" in sql
+    # userName is compared on its stored lower-cased key (no lower() in SQL).
+    assert "directory_users.user_name_key LIKE" in sql
     assert "NOT" in sql and " OR " in sql
     assert len(params) >= 4
+
+
+@pytest.mark.parametrize(
+    ("expression", "attrs", "column"),
+    [
+        ('userName eq "Ada@Example.COM"', USER_ATTRS, "directory_users.user_name_key"),
+        ('emails.value eq "Ada@Example.COM"', USER_ATTRS, "directory_users.email"),
+        ('displayName eq "Ada@Example.COM"', GROUP_ATTRS, "directory_groups.display_name_key"),
+    ],
+)
+def test_lowered_key_columns_are_compared_without_lower(expression, attrs, column) -> None:
+    """The columns the mirror stores lower-cased are compared as they are, so that the
+    per-directory unique index answers Okta's and Entra ID's lookups before a create."""
+    condition = parse_filter(expression, attrs)
+    compiled = condition.compile(dialect=postgresql.dialect())
+    assert str(compiled).startswith(f"{column} = ")
+    assert "lower(" not in str(compiled)
+    assert list(compiled.params.values()) == ["ada@example.com"]
 
 
 @pytest.mark.parametrize(

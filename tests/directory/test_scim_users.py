@@ -49,6 +49,7 @@ def test_unknown_attributes_are_kept(scim) -> None:
     created = create_user(scim, **{"urn:example:custom:1.0:User": {"badge": 7}, "nickName": "A"})
     fetched = scim.get(f"/Users/{created['id']}").json()
     assert fetched["urn:example:custom:1.0:User"] == {"badge": 7}
+    assert fetched["schemas"] == [USER_SCHEMA, "urn:example:custom:1.0:User"]  # RFC 7643 §3
     assert fetched["nickName"] == "A"
 
 
@@ -270,7 +271,8 @@ def test_active_is_shown_as_sent(scim) -> None:
 
 def test_unknown_endpoints_and_methods(scim) -> None:
     assert_scim_error(scim.get("/Nope"), 404)
-    assert_scim_error(scim.post("/.search", json={}), 404)
+    assert_scim_error(scim.post("/Bulk", json={}), 404)
+    assert_scim_error(scim.get("/.search"), 405)
     assert_scim_error(scim.delete("/ServiceProviderConfig"), 405)
     assert_scim_error(scim.post("/Schemas", json={}), 405)
     assert_scim_error(scim.post("/Users", content=b""), 400, "invalidSyntax")

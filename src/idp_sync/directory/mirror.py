@@ -183,14 +183,23 @@ def _check_user_name(session: Session, directory_id: str, name: str, own: str | 
 
 
 def get_group(
-    session: Session, directory: Directory, group_id: str, *, lock: bool = False
+    session: Session,
+    directory: Directory,
+    group_id: str,
+    *,
+    lock: bool = False,
+    shared: bool = False,
 ) -> DirectoryGroup:
+    """The live group; ``lock`` holds its row until commit, ``shared`` as a share lock
+    (see ``members_only``)."""
     query = select(DirectoryGroup).where(
         DirectoryGroup.id == group_id,
         DirectoryGroup.directory_id == directory.id,
         DirectoryGroup.deleted_at.is_(None),
     )
-    group = session.scalar(query.with_for_update() if lock else query)
+    if lock:
+        query = query.with_for_update(read=shared)
+    group = session.scalar(query)
     if group is None:
         raise ScimNotFound(f"Group {group_id} not found")
     return group
@@ -239,6 +248,14 @@ def replace_group(
     if key in attrs:
         delta = members.Delta(clear=True, add=member_ids(attrs.pop(key)))
     return _write_group(session, directory, group, attrs, delta)
+
+
+def members_only(ops: list[PatchOp]) -> bool:
+    """A PATCH that changes only members leaves the group row alone: it needs the row
+    share-locked (not renamed nor deleted meanwhile), not exclusively. IdPs push member
+    changes to one group concurrently; exclusively, they would queue behind each other."""
+    rest, delta = split_members(ops)
+    return not rest and not delta.clear  # a replace of the member set stays exclusive
 
 
 def patch_group(

@@ -79,9 +79,13 @@ def directory_group(g: DirectoryGroup) -> dict[str, Any]:
     }
 
 
-def membership_event(u: DirectoryUser, g: DirectoryGroup) -> dict[str, Any]:
-    """``DsyncGroupUserAddedData`` / ``DsyncGroupUserRemovedData``."""
-    return {"directory_id": g.directory_id, "user": directory_user(u), "group": directory_group(g)}
+def membership_event(
+    u: DirectoryUser, g: DirectoryGroup, group_data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``DsyncGroupUserAddedData`` / ``DsyncGroupUserRemovedData``; ``group_data``: the
+    group already serialised, when one request writes thousands of these."""
+    group = group_data if group_data is not None else directory_group(g)
+    return {"directory_id": g.directory_id, "user": directory_user(u), "group": group}
 
 
 def mapping(m: GroupRoleMapping) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import is_postgres, utcnow
@@ -67,10 +67,10 @@ def process_pending(session: Session, event_id: str) -> int | None:
     events = within_budget(list(session.scalars(query)), event_id)
     user_ids = affected_users(session, events)
     catalog = RoleCatalog(session)
-    for user_id in user_ids:  # id order: concurrent workers lock in the same order
-        directory_user = session.get(DirectoryUser, user_id)
-        if directory_user is not None:
-            sync_user(session, directory_user, catalog)
+    directory_users = session.scalars(
+        select(DirectoryUser).where(DirectoryUser.id.in_(user_ids)).order_by(DirectoryUser.id)
+    ).all()
+    sync_users(session, directory_users, catalog)
     now = utcnow()
     for pending in events:
         pending.processed_at = now
@@ -111,31 +111,76 @@ def affected_users(session: Session, events: Sequence[DirectoryEvent]) -> list[s
 
 def sync_user(session: Session, directory_user: DirectoryUser, catalog: RoleCatalog) -> None:
     """Make the linked membership match the directory user's current state."""
-    live = directory_user.deleted_at is None and directory_user.active
-    if directory_user.user_id is None:
-        if not live:
-            return
-        user = _link_user(session, directory_user)
-        if user is None:
-            return
-        directory_user.user_id = user.id
-    membership = session.scalar(
+    sync_users(session, [directory_user], catalog)
+
+
+def sync_users(
+    session: Session, directory_users: Sequence[DirectoryUser], catalog: RoleCatalog
+) -> None:
+    """Make the linked memberships match the directory users' current state.
+
+    Set-based where it counts: the batch's memberships are locked in one query (id
+    order, so concurrent workers lock alike) and recomputed in one call, so a task that
+    folded many events costs little more than one that folded a single event."""
+    linked = [du for du in directory_users if _linked(session, du)]
+    found = _lock_memberships(session, linked)
+    updates: dict[str, tuple[OM, bool]] = {}
+    for directory_user in linked:
+        # The membership is live if any directory user linked to it is (two directories
+        # of one organization, or two entries with one email): state decides, not events.
+        live = _live(directory_user) or _any_live_link(session, directory_user)
+        key = (directory_user.organization_id, directory_user.user_id or "")
+        membership = found.get(key)
+        if membership is None:
+            if live:
+                found[key] = _create_membership(session, directory_user, catalog)
+            continue
+        was_live = updates.get(membership.id, (membership, False))[1]
+        updates[membership.id] = (membership, live or was_live)
+    _update_memberships(session, list(updates.values()), catalog)
+
+
+def _live(directory_user: DirectoryUser) -> bool:
+    return directory_user.deleted_at is None and directory_user.active
+
+
+def _linked(session: Session, directory_user: DirectoryUser) -> bool:
+    """Link a live directory user to its user (by email) if it has none yet."""
+    if directory_user.user_id is not None:
+        return True
+    if not _live(directory_user):
+        return False
+    user = _link_user(session, directory_user)
+    if user is None:
+        return False
+    directory_user.user_id = user.id
+    return True
+
+
+def _lock_memberships(
+    session: Session, directory_users: Sequence[DirectoryUser]
+) -> dict[tuple[str, str], OM]:
+    """The existing memberships of ``directory_users``, locked, by (organization, user)."""
+    by_org: dict[str, set[str]] = defaultdict(set)
+    for du in directory_users:
+        by_org[du.organization_id].add(du.user_id or "")
+    if not by_org:
+        return {}
+    rows = session.scalars(
         select(OM)
         .where(
-            OM.organization_id == directory_user.organization_id,
-            OM.user_id == directory_user.user_id,
+            or_(
+                *(
+                    and_(OM.organization_id == org, OM.user_id.in_(sorted(users)))
+                    for org, users in by_org.items()
+                )
+            )
         )
+        .order_by(OM.id)
         .with_for_update(of=OM)
         .execution_options(populate_existing=True)
-    )
-    # The membership is live if any directory user linked to it is (two directories of
-    # one organization, or two entries with one email): state decides, not this event.
-    live = live or _any_live_link(session, directory_user)
-    if membership is None:
-        if live:
-            _create_membership(session, directory_user, catalog)
-        return
-    _update_membership(session, membership, live, catalog)
+    ).all()
+    return {(m.organization_id, m.user_id): m for m in rows}
 
 
 def _any_live_link(session: Session, directory_user: DirectoryUser) -> bool:
@@ -173,9 +218,7 @@ def _link_user(session: Session, directory_user: DirectoryUser) -> User | None:
         return None
 
 
-def _create_membership(
-    session: Session, directory_user: DirectoryUser, catalog: RoleCatalog
-) -> None:
+def _create_membership(session: Session, directory_user: DirectoryUser, catalog: RoleCatalog) -> OM:
     now = utcnow()
     membership = OM(
         id=new_id("membership"),
@@ -200,21 +243,32 @@ def _create_membership(
         membership_ser.event_data(membership),
         organization_id=membership.organization_id,
     )
+    return membership
 
 
-def _update_membership(session: Session, membership: OM, live: bool, catalog: RoleCatalog) -> None:
-    changed = False
-    if live and (membership.status != "active" or not membership.directory_managed):
-        membership.status, membership.directory_managed = "active", True
-        changed = True
-    elif not live and membership.directory_managed and membership.status == "active":
-        membership.status = "inactive"  # access removed, history kept
-        changed = True
-    if recompute(session, [membership], catalog, reason=REASON):
-        changed = True
-    if changed:
-        membership.updated_at = utcnow()
-        session.flush()
+def _update_memberships(
+    session: Session, updates: Sequence[tuple[OM, bool]], catalog: RoleCatalog
+) -> None:
+    """Status from liveness, roles from the resolver (one batch); an event per change."""
+    changed: set[str] = set()
+    for membership, live in updates:
+        if live and (membership.status != "active" or not membership.directory_managed):
+            membership.status, membership.directory_managed = "active", True
+            changed.add(membership.id)
+        elif not live and membership.directory_managed and membership.status == "active":
+            membership.status = "inactive"  # access removed, history kept
+            changed.add(membership.id)
+    memberships = [membership for membership, _ in updates]
+    if memberships:
+        changed.update(m.id for m in recompute(session, memberships, catalog, reason=REASON))
+    written = [m for m in memberships if m.id in changed]
+    if not written:
+        return
+    now = utcnow()
+    for membership in written:
+        membership.updated_at = now
+    session.flush()
+    for membership in written:
         record_event(
             session,
             "organization_membership.updated",

@@ -7,9 +7,11 @@ IdP adapter (``request.state.scim_body``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -17,7 +19,8 @@ from sqlalchemy.orm import Session
 from idp_sync.directory import members, mirror
 from idp_sync.directory.models import Directory, DirectoryGroup, DirectoryUser
 from idp_sync.directory.scim import filters, schemas
-from idp_sync.directory.scim.errors import InvalidSyntax, InvalidValue, ScimError, ScimNotFound
+from idp_sync.directory.scim.errors import InvalidFilter, InvalidSyntax, ScimError, ScimNotFound
+from idp_sync.directory.scim.listing import Listing
 from idp_sync.directory.scim.patch import parse_ops
 from idp_sync.directory.scim.routing import ScimRoute, scim_response
 
@@ -36,41 +39,7 @@ def _directory(request: Request) -> Directory:
 
 SessionDep = Annotated[Session, Depends(_session)]
 DirectoryDep = Annotated[Directory, Depends(_directory)]
-
-
-class Listing:
-    """Query parameters of a SCIM list (RFC 7644 §3.4.2): filter, paging, projection."""
-
-    def __init__(
-        self,
-        filter: Annotated[str | None, Query()] = None,
-        startIndex: Annotated[str | None, Query()] = None,
-        count: Annotated[str | None, Query()] = None,
-        attributes: Annotated[str | None, Query()] = None,
-        excludedAttributes: Annotated[str | None, Query()] = None,
-    ) -> None:
-        self.filter = filter
-        # RFC 7644 §3.4.2.4: startIndex < 1 is 1; count < 0 is 0; the server may cap count.
-        self.start = max(_int(startIndex, 1, "startIndex"), 1)
-        self.count = min(max(_int(count, schemas.DEFAULT_COUNT, "count"), 0), schemas.MAX_COUNT)
-        self.attributes = schemas.split_list(attributes)
-        self.excluded = schemas.split_list(excludedAttributes)
-
-    def wants_members(self) -> bool:
-        projected = schemas.project({"members": True}, self.attributes, self.excluded)
-        return "members" in projected
-
-
 ListingDep = Annotated[Listing, Depends(Listing)]
-
-
-def _int(raw: str | None, default: int, name: str) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidValue(f"{name} must be an integer") from None
 
 
 def _base(request: Request, directory: Directory) -> str:
@@ -143,14 +112,14 @@ def create_user(request: Request, session: SessionDep, directory: DirectoryDep) 
 def list_users(
     request: Request, session: SessionDep, directory: DirectoryDep, listing: ListingDep
 ) -> JSONResponse:
-    query = select(DirectoryUser).where(
-        DirectoryUser.directory_id == directory.id, DirectoryUser.deleted_at.is_(None)
-    )
-    if listing.filter:
-        query = query.where(filters.parse_filter(listing.filter, filters.USER_ATTRS))
-    rows, total = _page(session, query, DirectoryUser.id, listing)
-    resources = [_user(request, directory, u, listing) for u in rows]
-    return scim_response(schemas.list_response(resources, total, listing.start))
+    return _list(request, session, directory, listing, [_users])
+
+
+@router.post("/Users/.search")
+def search_users(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
+    """RFC 7644 §3.4.3: the GET ``/Users`` query, its parameters in the body."""
+    listing = Listing.from_search(request.state.scim_body)
+    return _list(request, session, directory, listing, [_users])
 
 
 @router.get("/Users/{user_id}")
@@ -231,14 +200,14 @@ def create_group(request: Request, session: SessionDep, directory: DirectoryDep)
 def list_groups(
     request: Request, session: SessionDep, directory: DirectoryDep, listing: ListingDep
 ) -> JSONResponse:
-    query = select(DirectoryGroup).where(
-        DirectoryGroup.directory_id == directory.id, DirectoryGroup.deleted_at.is_(None)
-    )
-    if listing.filter:
-        query = query.where(filters.parse_filter(listing.filter, filters.GROUP_ATTRS))
-    rows, total = _page(session, query, DirectoryGroup.id, listing)
-    resources = [_group(request, session, directory, g, listing) for g in rows]
-    return scim_response(schemas.list_response(resources, total, listing.start))
+    return _list(request, session, directory, listing, [_groups])
+
+
+@router.post("/Groups/.search")
+def search_groups(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
+    """RFC 7644 §3.4.3: the GET ``/Groups`` query, its parameters in the body."""
+    listing = Listing.from_search(request.state.scim_body)
+    return _list(request, session, directory, listing, [_groups])
 
 
 @router.get("/Groups/{group_id}")
@@ -272,11 +241,23 @@ def patch_group(
 ) -> Response:
     """RFC 7644 §3.5.2: 204 unless attributes are asked for; members are never serialised
     unless asked, so a 5,000-member PATCH answers in constant size."""
-    group = mirror.get_group(session, directory, group_id, lock=True)
-    group = mirror.patch_group(session, directory, group, parse_ops(_body(request)))
+    body = _body(request)
+    shared = _members_only(body)
+    group = mirror.get_group(session, directory, group_id, lock=True, shared=shared)
+    group = mirror.patch_group(session, directory, group, parse_ops(body))
     if not (listing.attributes or listing.excluded):
         return Response(status_code=204)
     return scim_response(_group(request, session, directory, group, listing))
+
+
+def _members_only(body: dict[str, Any]) -> bool:
+    """Whether the PATCH may share-lock the group (``mirror.members_only``). An invalid
+    body takes the exclusive lock and fails in ``parse_ops`` after the group was found,
+    so an unknown group is still 404 whatever the body."""
+    try:
+        return mirror.members_only(parse_ops(body))
+    except ScimError:
+        return False
 
 
 @router.delete("/Groups/{group_id}", status_code=204)
@@ -287,14 +268,85 @@ def delete_group(group_id: str, session: SessionDep, directory: DirectoryDep) ->
     return Response(status_code=204)
 
 
+# --- lists and searches (RFC 7644 §3.4.2, §3.4.3) --------------------------------------
+
+
+@router.post("/.search")
+def search_all(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
+    """RFC 7644 §3.4.3 at the server root: Users then Groups, paged as one list.
+
+    A filter naming an attribute that only one resource type has selects from that type
+    only; a filter that neither type can evaluate is 400 ``invalidFilter``.
+    """
+    listing = Listing.from_search(request.state.scim_body)
+    return _list(request, session, directory, listing, [_users, _groups])
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One resource type's query (filtered) and how to render its rows."""
+
+    query: Select[Any]
+    id_column: Any
+    render: Callable[[Any], dict[str, Any]]
+
+
+KindFactory = Callable[[Request, Session, Directory, Listing], _Kind]
+
+
+def _users(request: Request, session: Session, directory: Directory, listing: Listing) -> _Kind:
+    query = select(DirectoryUser).where(
+        DirectoryUser.directory_id == directory.id, DirectoryUser.deleted_at.is_(None)
+    )
+    if listing.filter:
+        query = query.where(filters.parse_filter(listing.filter, filters.USER_ATTRS))
+    return _Kind(query, DirectoryUser.id, lambda u: _user(request, directory, u, listing))
+
+
+def _groups(request: Request, session: Session, directory: Directory, listing: Listing) -> _Kind:
+    query = select(DirectoryGroup).where(
+        DirectoryGroup.directory_id == directory.id, DirectoryGroup.deleted_at.is_(None)
+    )
+    if listing.filter:
+        query = query.where(filters.parse_filter(listing.filter, filters.GROUP_ATTRS))
+    return _Kind(
+        query, DirectoryGroup.id, lambda g: _group(request, session, directory, g, listing)
+    )
+
+
+def _list(
+    request: Request,
+    session: Session,
+    directory: Directory,
+    listing: Listing,
+    factories: list[KindFactory],
+) -> JSONResponse:
+    """A ListResponse over one or more resource types, concatenated in that order."""
+    kinds, errors = [], []
+    for factory in factories:
+        try:
+            kinds.append(factory(request, session, directory, listing))
+        except InvalidFilter as exc:
+            errors.append(exc)
+    if not kinds:
+        raise errors[0]
+    skip, room, total, resources = listing.start - 1, listing.count, 0, []
+    for kind in kinds:
+        rows, found = _page(session, kind.query, kind.id_column, skip, room)
+        resources += [kind.render(row) for row in rows]
+        total += found
+        skip, room = max(skip - found, 0), room - len(rows)
+    return scim_response(schemas.list_response(resources, total, listing.start))
+
+
 def _page(
-    session: Session, query: Select[Any], id_column: Any, listing: Listing
+    session: Session, query: Select[Any], id_column: Any, offset: int, limit: int
 ) -> tuple[list[Any], int]:
     """One page in a stable order (by id) and the total count (RFC 7644 §3.4.2.4)."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    if listing.count == 0:
+    if limit <= 0 or offset >= total:
         return [], total
-    rows = session.scalars(query.order_by(id_column).offset(listing.start - 1).limit(listing.count))
+    rows = session.scalars(query.order_by(id_column).offset(offset).limit(limit))
     return list(rows), total
 
 
@@ -302,11 +354,13 @@ def _page(
     "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
 )
 def unknown_endpoint(rest: str, request: Request) -> Response:
-    """A known endpoint with another method is 405; anything else (``/.search`` and
-    ``/Bulk`` included, not supported) is a SCIM 404 (RFC 7644 §3.12)."""
+    """A known endpoint with another method is 405; anything else (``/Bulk`` included,
+    not supported) is a SCIM 404 (RFC 7644 §3.12)."""
     if rest.split("/", 1)[0] in ENDPOINTS:
         raise ScimError(f"{request.method} is not allowed on '/{rest}'", status=405)
     raise ScimNotFound(f"no SCIM endpoint '/{rest}'")
 
 
-ENDPOINTS = frozenset({"ServiceProviderConfig", "ResourceTypes", "Schemas", "Users", "Groups"})
+ENDPOINTS = frozenset(
+    {"ServiceProviderConfig", "ResourceTypes", "Schemas", "Users", "Groups", ".search"}
+)

@@ -21,7 +21,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from idp_sync.directory.models import DirectoryGroup, DirectoryGroupMember, DirectoryUser
 from idp_sync.directory.scim.errors import InvalidFilter
 
-Kind = Literal["text", "exact", "bool", "datetime"]
+# "key": a text attribute whose column the mirror stores lower-cased (userName's
+# ``user_name_key``, the primary email, a group's ``display_name_key``): compared with the
+# lower-cased value and no ``lower()`` in SQL, so the per-directory index answers it.
+Kind = Literal["text", "key", "exact", "bool", "datetime"]
 CORE_URNS = (
     "urn:ietf:params:scim:schemas:core:2.0:user",
     "urn:ietf:params:scim:schemas:core:2.0:group",
@@ -53,11 +56,11 @@ def _member_of_group(op: str, value: Any) -> ColumnElement[bool]:
 
 USER_ATTRS: Mapping[str, Attr | Special] = {
     "id": Attr(DirectoryUser.id, "exact"),
-    "username": Attr(DirectoryUser.user_name, "text"),
+    "username": Attr(DirectoryUser.user_name_key, "key"),
     "externalid": Attr(DirectoryUser.external_id, "exact"),
     "displayname": Attr(DirectoryUser.display_name, "text"),
-    "emails.value": Attr(DirectoryUser.email, "text"),
-    "emails": Attr(DirectoryUser.email, "text"),
+    "emails.value": Attr(DirectoryUser.email, "key"),
+    "emails": Attr(DirectoryUser.email, "key"),
     "name.givenname": Attr(DirectoryUser.first_name, "text"),
     "name.familyname": Attr(DirectoryUser.last_name, "text"),
     "active": Attr(DirectoryUser.active, "bool"),
@@ -66,7 +69,7 @@ USER_ATTRS: Mapping[str, Attr | Special] = {
 }
 GROUP_ATTRS: Mapping[str, Attr | Special] = {
     "id": Attr(DirectoryGroup.id, "exact"),
-    "displayname": Attr(DirectoryGroup.display_name, "text"),
+    "displayname": Attr(DirectoryGroup.display_name_key, "key"),
     "externalid": Attr(DirectoryGroup.external_id, "exact"),
     "meta.lastmodified": Attr(DirectoryGroup.updated_at, "datetime"),
     "meta.created": Attr(DirectoryGroup.created_at, "datetime"),
@@ -136,21 +139,21 @@ def _compare(attr: Attr, op: str, raw: Any) -> ColumnElement[bool]:
     column = attr.column
     if op == "pr":
         present = column.is_not(None)
-        return and_(present, column != "") if attr.kind == "text" else present
+        return and_(present, column != "") if attr.kind in ("text", "key") else present
     value = _coerce(attr.kind, raw)
     if value is None:
         if op in ("eq", "ne"):
             return column.is_(None) if op == "eq" else column.is_not(None)
         raise InvalidFilter(f"'{op}' needs a value")
     left: Any = func.lower(column) if attr.kind == "text" else column
-    if attr.kind == "text":
+    if attr.kind in ("text", "key"):
         value = str(value).lower()  # RFC 7643 §2.3.1: caseExact false
     if op == "eq":
         return left == value  # type: ignore[no-any-return]
     if op == "ne":
         return or_(left != value, column.is_(None))
     if op in ("co", "sw", "ew"):
-        if attr.kind not in ("text", "exact"):
+        if attr.kind not in ("text", "key", "exact"):
             raise InvalidFilter(f"'{op}' applies to strings only")
         method = {"co": left.contains, "sw": left.startswith, "ew": left.endswith}[op]
         return method(str(value), autoescape=True)  # type: ignore[no-any-return]

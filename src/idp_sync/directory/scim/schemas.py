@@ -26,7 +26,7 @@ ALWAYS_RETURNED = frozenset({"id", "schemas"})  # RFC 7643 §2.4 "returned": "al
 
 def user_resource(user: DirectoryUser, base_url: str) -> dict[str, Any]:
     attrs = {k: v for k, v in user.attributes.items() if k not in ("id", "meta", "schemas")}
-    schemas = [USER] + ([ENTERPRISE] if ENTERPRISE in attrs else [])
+    schemas = [USER, *_extensions(attrs)]
     if any(k.lower() == "active" for k in attrs):  # as stored: "active" may be left out
         attrs = {k: v for k, v in attrs.items() if k.lower() != "active"} | {"active": user.active}
     return {
@@ -43,13 +43,25 @@ def group_resource(
     attrs = {
         k: v for k, v in group.attributes.items() if k not in ("id", "meta", "schemas", "members")
     }
-    resource: dict[str, Any] = {"schemas": [GROUP], "id": group.id, **attrs}
+    resource: dict[str, Any] = {"schemas": [GROUP, *_extensions(attrs)], "id": group.id, **attrs}
     if members is not None:
         resource["members"] = members
     resource["meta"] = _meta(
         "Group", group.created_at, group.updated_at, group.version, base_url, group.id
     )
     return resource
+
+
+def _extensions(attrs: dict[str, Any]) -> list[str]:
+    """RFC 7643 §3: ``schemas`` names every schema extension the resource carries: the
+    enterprise extension, and any other URN-keyed object an IdP sent (kept as sent, e.g.
+    an Okta custom extension), so the response never has attributes outside its schemas."""
+    core = {USER.lower(), GROUP.lower()}
+    return [
+        key
+        for key, value in attrs.items()
+        if key.lower().startswith("urn:") and key.lower() not in core and isinstance(value, dict)
+    ]
 
 
 def _meta(
