@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp_sync.db import is_postgres, utcnow
@@ -28,7 +29,7 @@ from idp_sync.directory.models import (
     DirectoryUser,
     GroupRoleMapping,
 )
-from idp_sync.errors import IdpSyncError
+from idp_sync.errors import Conflict, IdpSyncError
 from idp_sync.events.services import record_event
 from idp_sync.ids import new_id
 from idp_sync.memberships import serializers as membership_ser
@@ -67,8 +68,15 @@ def process_pending(session: Session, event_id: str) -> int | None:
     events = within_budget(list(session.scalars(query)), event_id)
     user_ids = affected_users(session, events)
     catalog = RoleCatalog(session)
+    # Locked in id order, re-read: two tasks folding different events about one user (its
+    # creation, and a group push naming it) take turns, and the second sees the first's
+    # link to a user instead of creating that user again.
     directory_users = session.scalars(
-        select(DirectoryUser).where(DirectoryUser.id.in_(user_ids)).order_by(DirectoryUser.id)
+        select(DirectoryUser)
+        .where(DirectoryUser.id.in_(user_ids))
+        .order_by(DirectoryUser.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     sync_users(session, directory_users, catalog)
     now = utcnow()
@@ -212,7 +220,14 @@ def _link_user(session: Session, directory_user: DirectoryUser) -> User | None:
         "last_name": directory_user.last_name,
     }
     try:
-        return create_user(session, fields)
+        with session.begin_nested():  # another directory may link the same email meanwhile
+            return create_user(session, fields)
+    except (IntegrityError, Conflict):  # it did: link to that user
+        raced = session.scalar(select(User).where(User.email == email.lower()))
+        if raced is not None:
+            return raced
+        log.warning("directory user not linked", extra={"id": directory_user.id})
+        return None
     except IdpSyncError as exc:  # e.g. an email the user service refuses
         log.warning("directory user not linked", extra={"id": directory_user.id, "error": str(exc)})
         return None
