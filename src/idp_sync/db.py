@@ -7,11 +7,23 @@ factory, the CLI, or Celery's ``worker_process_init``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -94,6 +106,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def id_rows(session: Session, ids: Sequence[str], column: Any) -> Any:
+    """``ids`` as a one-column table (``.c.id``) to join from, for set-based reads of a
+    batch (thousands of memberships).
+
+    PostgreSQL: ``unnest`` of one array parameter. An ``IN`` of thousands of parameters is
+    a long statement to build, send, convert and plan on every call; ``= ANY(:array)`` in
+    a prepared (generic) plan is a linear search per candidate row. Rows from ``unnest``
+    are probed through ``column``'s index whatever the plan. Elsewhere (SQLite, small):
+    a sub-select of ``column`` with ``IN``."""
+    if is_postgres(session):
+        array = bindparam(None, list(ids), type_=ARRAY(String))
+        return func.unnest(array).table_valued("id").render_derived(name="batch_ids")
+    return select(column.label("id")).where(column.in_(list(ids))).subquery("batch_ids")
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

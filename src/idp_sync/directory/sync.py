@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from idp_sync.db import is_postgres, utcnow
+from idp_sync.db import id_rows, is_postgres, utcnow
 from idp_sync.directory.models import (
     DirectoryEvent,
     DirectoryGroup,
@@ -303,8 +303,11 @@ def load_directory_inputs(
     Group keys are the group id and ``name:`` + its lower-cased displayName, which is how
     mappings name groups (by id, or by name before the first push).
     """
+    batch = id_rows(session, membership_ids, OM.id)
     links = session.execute(
         select(OM.id, DirectoryUser.id, DirectoryUser.directory_id)
+        .select_from(batch)
+        .join(OM, OM.id == batch.c.id)
         .join(
             DirectoryUser,
             and_(
@@ -312,11 +315,7 @@ def load_directory_inputs(
                 DirectoryUser.organization_id == OM.organization_id,
             ),
         )
-        .where(
-            OM.id.in_(membership_ids),
-            DirectoryUser.deleted_at.is_(None),
-            DirectoryUser.active.is_(True),
-        )
+        .where(DirectoryUser.deleted_at.is_(None), DirectoryUser.active.is_(True))
         .order_by(DirectoryUser.id)
     ).all()
     chosen: dict[str, tuple[str, str]] = {}

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, select
 from sqlalchemy.orm import Session
 
-from idp_sync.db import utcnow
+from idp_sync.db import id_rows, utcnow
 from idp_sync.events.services import record_event
 from idp_sync.memberships import serializers as membership_ser
 from idp_sync.memberships.models import MembershipApiRole
@@ -58,11 +58,14 @@ def mappings_of(session: Session, connection_ids: set[str]) -> dict[str, tuple[G
     return {cid: tuple(items) for cid, items in found.items()}
 
 
-def _latest_sign_ins(membership_ids: Sequence[str], *columns: Any) -> Select[Any]:
+def _latest_sign_ins(session: Session, membership_ids: Sequence[str], *columns: Any) -> Select[Any]:
     """``columns`` of the SSO profiles of memberships' users in their organizations, latest
     sign-in first: the SSO source is the first whose connection has mappings."""
+    batch = id_rows(session, membership_ids, OM.id)
     return (
         select(OM.id, SsoProfile.connection_id, *columns)
+        .select_from(batch)
+        .join(OM, OM.id == batch.c.id)
         .join(
             SsoProfile,
             and_(
@@ -70,7 +73,6 @@ def _latest_sign_ins(membership_ids: Sequence[str], *columns: Any) -> Select[Any
                 SsoProfile.organization_id == OM.organization_id,
             ),
         )
-        .where(OM.id.in_(membership_ids))
         .order_by(SsoProfile.last_sign_in_at.desc(), SsoProfile.id.desc())
     )
 
@@ -79,7 +81,7 @@ def load_sso_inputs(
     session: Session, membership_ids: Sequence[str]
 ) -> dict[str, tuple[IdpInput | None, IdpInput | None]]:
     """For memberships, the SSO input of the latest sign-in of a connection with mappings."""
-    rows = session.execute(_latest_sign_ins(membership_ids, SsoProfile.groups)).all()
+    rows = session.execute(_latest_sign_ins(session, membership_ids, SsoProfile.groups)).all()
     if not rows:
         return {}
     mappings = mappings_of(session, {connection_id for _, connection_id, _ in rows})
@@ -95,7 +97,7 @@ def explain_sso_source(session: Session, membership_id: str) -> dict[str, Any] |
     """The SSO source of a role explanation: the profile whose groups the resolver reads
     (as ``load_sso_inputs`` picks it), and, after an Entra groups overage sign-in, that
     the groups are the last known ones and since when. None if no SSO source applies."""
-    rows = session.execute(_latest_sign_ins([membership_id], SsoProfile)).all()
+    rows = session.execute(_latest_sign_ins(session, [membership_id], SsoProfile)).all()
     mappings = mappings_of(session, {connection_id for _, connection_id, _ in rows})
     profile = next((p for _, cid, p in rows if mappings.get(cid)), None)
     if profile is None:
