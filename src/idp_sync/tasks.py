@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import threading
@@ -286,10 +287,19 @@ class TaskContext:
     runtime: Runtime
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work, committed when the block ends (rolled back on error)."""
+    def transaction(self, *, completes: bool = False) -> Iterator[Session]:
+        """One unit of work, committed when the block ends (rolled back on error).
+
+        ``completes=True``: this transaction finishes the task's work, so the outbox
+        message that delivered the task is marked completed inside it: one transaction
+        less per task, and the work and its completion commit together."""
+        delivery = _delivery.get()
         with self.runtime.transaction() as session:
             yield session
+            if completes and delivery is not None and delivery.outbox_id is not None:
+                _complete(session, delivery.outbox_id)
+        if completes and delivery is not None:
+            delivery.completed = True
 
     def progress(self, **meta: Any) -> None:
         """Report progress: a ``task-progress`` monitoring event (Flower shows its fields on
@@ -322,6 +332,8 @@ class DbTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         outbox_id = kwargs.pop("outbox_id", None)
+        delivery = _Delivery(outbox_id)
+        delivery_token = _delivery.set(delivery)
         headers = getattr(self.request, "headers", None) or {}
         # Not Celery's own ``correlation_id`` (the task id): ours is the HTTP request's.
         cid = headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
@@ -329,7 +341,7 @@ class DbTask(Task):  # type: ignore[misc]
         started = time.perf_counter()
         try:
             result = self.run(*args, **kwargs)
-            if outbox_id is not None:
+            if outbox_id is not None and not delivery.completed:
                 complete_outbox_message(runtime_of(self.app), outbox_id)
         except Retry:
             TASK_RUNS.labels(self.name, "retry").inc()
@@ -344,6 +356,7 @@ class DbTask(Task):  # type: ignore[misc]
             raise
         finally:
             correlation_id.reset(token)
+            _delivery.reset(delivery_token)
         TASK_RUNS.labels(self.name, "success").inc()
         TASK_DURATION.labels(self.name).observe(time.perf_counter() - started)
         log.info("task done", extra={"task_name": self.name, "duration_ms": _ms(started)})
@@ -354,13 +367,30 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+@dataclass
+class _Delivery:
+    """The task run in progress on this thread: the outbox message that delivered it."""
+
+    outbox_id: str | None
+    completed: bool = False
+
+
+_delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
+    "idp_sync_delivery", default=None
+)
+
+
 def complete_outbox_message(runtime: Runtime, outbox_id: str) -> None:
     with runtime.transaction() as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
-            .values(completed_at=utcnow())
-        )
+        _complete(session, outbox_id)
+
+
+def _complete(session: Session, outbox_id: str) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.completed_at.is_(None))
+        .values(completed_at=utcnow())
+    )
 
 
 @signals.worker_init.connect

@@ -17,7 +17,7 @@ def sync_directory_event(task: DbTask, event_id: str) -> str:
     """Fold the directory event ``event_id`` (and its directory's other pending events)
     into the memberships it affects. Idempotent: an event already folded in is skipped;
     transient database errors are retried by ``DbTask`` and the transaction starts over."""
-    with task.ctx.transaction() as session:
+    with task.ctx.transaction(completes=True) as session:
         synced = sync.process_pending(session, event_id)
     if synced is None:
         return "skipped"

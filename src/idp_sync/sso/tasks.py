@@ -18,7 +18,7 @@ def sign_in(task: DbTask, login_id: str) -> str:
     user and membership just in time, recompute the roles (SSO source), write the events.
     Idempotent: a sign-in already folded in is skipped; transient database errors are
     retried by ``DbTask`` and the transaction starts over."""
-    with task.ctx.transaction() as session:
+    with task.ctx.transaction(completes=True) as session:
         outcome = signin.process_login(session, login_id)
     with task.ctx.transaction() as session:
         signin.purge_expired(session)
