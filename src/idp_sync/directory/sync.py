@@ -70,12 +70,13 @@ def process_pending(session: Session, event_id: str) -> int | None:
     catalog = RoleCatalog(session)
     # Locked in id order, re-read: two tasks folding different events about one user (its
     # creation, and a group push naming it) take turns, and the second sees the first's
-    # link to a user instead of creating that user again.
+    # link to a user instead of creating that user again. NO KEY UPDATE: SCIM requests
+    # adding these users to groups (foreign-key checks take KEY SHARE) do not wait on it.
     directory_users = session.scalars(
         select(DirectoryUser)
         .where(DirectoryUser.id.in_(user_ids))
         .order_by(DirectoryUser.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).all()
     sync_users(session, directory_users, catalog)
