@@ -103,7 +103,7 @@ BIG_PATCH = 5_000
 AIM_RATIO = 3.0
 AIM_PATCH_AT_10K = 200.0
 AIM_P99_S = 1.0
-LATENCY_RATE = 100.0
+LATENCY_RATE = 100.0  # changes per second of the latency scenario (--latency-rate)
 IN_FLIGHT = 16  # the latency scenario's open loop: at most this many PATCHes in flight
 ROLE = "bench_engineer"
 
@@ -469,15 +469,21 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main() -> int:
+    global LATENCY_RATE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s rounds, 500 latency changes")
     parser.add_argument("--seconds", type=float, default=None, help="length of a round (5)")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (8)")
     parser.add_argument("--users", type=int, default=10_000, help="users for the GETs (10,000)")
     parser.add_argument("--skip-latency", action="store_true", help="no worker scenario")
+    parser.add_argument(
+        "--latency-rate", type=float, default=LATENCY_RATE, help="changes/s of it (100)"
+    )
+    parser.add_argument("--latency-only", action="store_true", help="only the worker scenario")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    LATENCY_RATE = args.latency_rate
     seconds = args.seconds or (2.0 if args.quick else 5.0)
     window_seconds = 5.0 if args.quick else 10.0
     n_latency = 500 if args.quick else 1_000
@@ -534,6 +540,8 @@ def main() -> int:
                 result = latency(idp, api, url, tmp, env, n_latency, conns)
                 purge_redis(prefix)  # the worker is gone; nothing left to consume
                 report_latency(result)
+            if args.latency_only:
+                return 0
 
             for t in targets:  # warm-up: imports, pools, statement caches
                 post_round(t, tmp, 1.0, conns, 1_000)
