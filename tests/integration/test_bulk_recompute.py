@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from idp_sync.events.models import Event
@@ -111,3 +111,25 @@ def test_bulk_and_orm_recompute_agree(session: Session) -> None:
     (orm_count, orm_state), (bulk_count, bulk_state) = outcomes
     assert orm_count == bulk_count == 4  # two doomed -> kept, two default member -> kept
     assert bulk_state == orm_state
+
+
+def test_driver_errors_of_the_set_based_path_are_sqlalchemy_errors(session: Session) -> None:
+    """The bulk path talks to psycopg directly; its errors must still be SQLAlchemy's, so
+    that DbTask retries a deadlock or a timeout and the job resumes (never fails on one)."""
+    import pytest
+    from sqlalchemy import exc
+
+    savepoint = session.begin_nested()
+    session.execute(text("SET LOCAL statement_timeout = 1"))
+    with pytest.raises(exc.OperationalError):
+        bulk._pg_fetch(session, "SELECT pg_sleep(1)", {})
+    savepoint.rollback()
+    savepoint = session.begin_nested()
+    with pytest.raises(exc.IntegrityError):
+        bulk._pg_execute(
+            session,
+            "INSERT INTO organization_membership_roles (membership_id, role_id, role_slug) "
+            "VALUES ('om_missing', 'role_missing', 'x')",
+            {},
+        )
+    savepoint.rollback()

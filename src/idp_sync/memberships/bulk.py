@@ -19,11 +19,13 @@ small) keeps portable ``executemany`` statements.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     String,
@@ -38,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from idp_sync.db import is_postgres, utcnow
@@ -158,17 +161,28 @@ def _driver(session: Session) -> Any:
     return session.connection().connection.driver_connection
 
 
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(sql: str) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy's (``OperationalError`` for a deadlock or a lost
+    connection...), as if the statement had gone through the session: ``DbTask`` retries
+    those and a job resumes at its cursor, instead of failing on a raw psycopg error."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+
 def _pg_execute(session: Session, sql: str, params: dict[str, Any]) -> None:
     """Run ``sql`` (``%(name)b`` binary parameters) on the session's connection.
 
     ``prepare=False``: a prepared statement gets a generic plan after a few runs, in which
     ``= ANY(:ids)`` is a per-row linear search instead of a hashed or indexed lookup."""
-    with _driver(session).cursor() as cursor:
+    with _as_sqlalchemy_errors(sql), _driver(session).cursor() as cursor:
         cursor.execute(sql, params, prepare=False)
 
 
 def _pg_fetch(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    with _driver(session).cursor() as cursor:
+    with _as_sqlalchemy_errors(sql), _driver(session).cursor() as cursor:
         cursor.execute(sql, params, prepare=False)
         return cast(list[tuple[Any, ...]], cursor.fetchall())
 
@@ -310,7 +324,7 @@ class _Json:
 def _write_postgres(session: Session, changes: list[Change], now: Any, reason: str) -> int:
     """The batch's writes in pipeline mode: sent without waiting for each result, so the
     server executes one while the next one's parameters are being built."""
-    with _driver(session).pipeline():
+    with _as_sqlalchemy_errors("pipeline"), _driver(session).pipeline():
         return _write_postgres_statements(session, changes, now, reason)
 
 
