@@ -245,13 +245,14 @@ _PG_SET_MEMBERSHIPS_EACH = _sql(
       AND (v.touched OR om.provenance IS DISTINCT FROM CAST(v.provenance AS jsonb))
     """
 )
-# One role for another at position 0 (single-role mode, the usual bulk change): an UPDATE
-# in place, as the bare-SQL floor does; anything else is replaced (delete, insert).
+# One role for another (the membership's only role row; single-role mode, the usual bulk
+# change): an UPDATE in place, as the bare-SQL floor does; anything else is replaced
+# (delete, insert).
 _PG_SWAP_ROLE = _sql(
     """
-    UPDATE organization_membership_roles SET role_id = %(role_id)b, role_slug = %(slug)b
+    UPDATE organization_membership_roles
+    SET role_id = %(role_id)b, role_slug = %(slug)b, position = 0
     WHERE membership_id = ANY(CAST(%(ids)b AS text[])) AND membership_id BETWEEN %(lo)b AND %(hi)b
-      AND position = 0
     """
 )
 _PG_DROP_ROLES = _sql(
