@@ -207,13 +207,16 @@ def anchor(
     new_slug: str,
     batch: int = 5000,
     full: bool = False,
+    memberships_only: bool = False,
 ) -> tuple[float, int]:
     """Move every membership's role row from ``old_role_id`` to ``new_role_id`` and write
     one ``organization_membership.updated`` event each, ``batch`` memberships a transaction
     by primary-key range (the batch's upper id found first with ``OFFSET batch-1 LIMIT 1``).
 
     ``full=True`` also makes the job's other writes: the membership row (provenance,
-    source, updated_at) and an audit row each. Returns (seconds, memberships written).
+    source, updated_at) and an audit row each. ``memberships_only=True`` is the anchor as
+    issue 6 words it: an UPDATE of the memberships plus an event INSERT each, no role rows.
+    Returns (seconds, memberships written).
     """
     params = {"old": old_role_id, "new": new_role_id, "slug": new_slug}
     written = 0
@@ -235,25 +238,30 @@ def anchor(
                     break
             hi = row[0]
             p = {**params, "lo": lo, "hi": hi}
-            cur.execute(
-                "UPDATE organization_membership_roles SET role_id = %(new)s, role_slug = %(slug)s "
-                "WHERE membership_id > %(lo)s AND membership_id <= %(hi)s AND role_id = %(old)s",
-                p,
-            )
-            written += cur.rowcount
+            if not memberships_only:
+                cur.execute(
+                    "UPDATE organization_membership_roles SET role_id = %(new)s, "
+                    "role_slug = %(slug)s WHERE membership_id > %(lo)s "
+                    "AND membership_id <= %(hi)s AND role_id = %(old)s",
+                    p,
+                )
+                written += cur.rowcount
             cur.execute(
                 "INSERT INTO events (id, event, data, organization_id, created_at) "
                 f"SELECT 'event_' || m.id, '{EVENT}', {_EVENT_DATA}, m.organization_id, now() "
                 "FROM organization_memberships m WHERE m.id > %(lo)s AND m.id <= %(hi)s",
                 p,
             )
-            if full:
+            if full or memberships_only:
                 cur.execute(
                     "UPDATE organization_memberships SET updated_at = now(), "
                     "role_source = 'default', uses_default = true, provenance = %(prov)s::jsonb "
                     "WHERE id > %(lo)s AND id <= %(hi)s",
                     {**p, "prov": _provenance("default", True)},
                 )
+                if memberships_only:
+                    written += cur.rowcount
+            if full:
                 cur.execute(
                     "INSERT INTO organization_membership_audit (membership_id, organization_id, "
                     "before_roles, after_roles, source, reason, created_at) "
