@@ -45,12 +45,17 @@ class RoleCatalog:
         self.settings = environment_settings(session)  # held: the identity map is weak
         self.default_role = self.settings.default_role_slug
         self.multiple_roles = self.settings.multiple_roles_enabled
-        env = session.scalars(
-            select(Role).where(*live_roles([ENV_SCOPE])).options(lazyload(Role.permissions))
-        ).all()
-        self.env_roles = {r.slug: r for r in env}
+        # Environment roles are read with the first organizations' own roles: one query.
+        self._env_roles: dict[str, Role] | None = None
         self._orgs: dict[str, OrgRoles] = {}
         self._plain: OrgRoles | None = None
+
+    @property
+    def env_roles(self) -> dict[str, Role]:
+        if self._env_roles is None:
+            self.prefetch([])
+        assert self._env_roles is not None
+        return self._env_roles
 
     def for_org(self, organization_id: str) -> OrgRoles:
         cached = self._orgs.get(organization_id)
@@ -61,13 +66,18 @@ class RoleCatalog:
 
     def prefetch(self, organization_ids: Iterable[str]) -> None:
         missing = sorted({o for o in organization_ids if o not in self._orgs})
-        if not missing:
+        if not missing and self._env_roles is not None:
             return
+        scopes = [*missing, *([ENV_SCOPE] if self._env_roles is None else [])]
         own: dict[str, list[Role]] = defaultdict(list)
         for role in self.session.scalars(
-            select(Role).where(*live_roles(missing)).options(lazyload(Role.permissions))
+            select(Role).where(*live_roles(scopes)).options(lazyload(Role.permissions))
         ):
             own[role.scope].append(role)
+        if self._env_roles is None:
+            self._env_roles = {r.slug: r for r in own.pop(ENV_SCOPE, [])}
+        if not missing:
+            return
         settings = {
             row.organization_id: row
             for row in self.session.scalars(
