@@ -12,6 +12,7 @@ Under ``CI=true`` a missing PostgreSQL or Redis fails the test instead of skippi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -43,8 +45,9 @@ def unavailable(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, migrated PostgreSQL database, dropped afterwards."""
     name = f"idp_sync_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -53,11 +56,19 @@ def pg_url() -> Iterator[str]:
     except Exception as exc:
         unavailable("PostgreSQL", exc)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -123,15 +134,17 @@ class LiveServer:
         self.thread.join(10)
 
 
-def serve(runtime: Runtime, port: int | None = None) -> LiveServer:
-    """The API for ``runtime`` served by uvicorn in a thread (on ``port`` if given)."""
+def serve(runtime: Runtime, port: int | None = None, wrap: Any = None) -> LiveServer:
+    """The API for ``runtime`` served by uvicorn in a thread (on ``port`` if given;
+    ``wrap``, an ASGI middleware factory, around the app if given)."""
     import uvicorn
 
     from idp_sync.api.app import create_app
 
     port = port or free_port()
+    app = create_app(runtime=runtime)
     config = uvicorn.Config(
-        create_app(runtime=runtime),
+        wrap(app) if wrap is not None else app,
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from idp_sync.api.threads import finishing
 from idp_sync.auth.idempotency import IdempotencyGuard
 from idp_sync.auth.services import ApiKeyVerifier
 from idp_sync.errors import Conflict, Unauthorized
@@ -66,11 +67,11 @@ class UnitOfWorkRoute(APIRoute):
                     if stored is not None:
                         return JSONResponse(stored[1], status_code=stored[0])
                 response = await handler(request)
-                await run_in_threadpool(_commit_and_close, session, guard, response)
+                await finishing(request, _commit_and_close, session, guard, response)
                 closed = True
                 return response
             except IntegrityError:
-                await run_in_threadpool(session.rollback)
+                await finishing(request, session.rollback)
                 # A concurrent request won: with the same Idempotency-Key, answer as it did.
                 if guard is not None:
                     stored = await run_in_threadpool(guard.lookup, session, ttl)
@@ -78,12 +79,12 @@ class UnitOfWorkRoute(APIRoute):
                         return JSONResponse(stored[1], status_code=stored[0])
                 raise Conflict("a concurrent change conflicted with this request; retry") from None
             except BaseException:
-                await run_in_threadpool(_rollback_and_close, session)
+                await finishing(request, rollback_and_close, session)
                 closed = True
                 raise
             finally:
                 if not closed:
-                    await run_in_threadpool(session.close)
+                    await finishing(request, session.close)
 
         return route
 
@@ -101,7 +102,14 @@ def _commit_and_close(session: Session, guard: IdempotencyGuard | None, response
         session.close()
 
 
-def _rollback_and_close(session: Session) -> None:
+def commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    finally:
+        session.close()
+
+
+def rollback_and_close(session: Session) -> None:
     try:
         session.rollback()
     finally:

@@ -17,7 +17,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from idp_sync.api.routing import session_of
+from idp_sync.api.routing import commit_and_close, rollback_and_close, session_of
+from idp_sync.api.threads import finishing
 from idp_sync.errors import BadRequest, Unauthorized
 from idp_sync.events.services import record_event
 from idp_sync.metrics import SAML_SIGNINS
@@ -43,32 +44,18 @@ class SsoRoute(APIRoute):
             try:
                 response = await handler(request)
             except SamlRefusal as refusal:
-                await run_in_threadpool(_rollback_and_close, session)
+                await finishing(request, rollback_and_close, session)
                 await run_in_threadpool(_record_refusal, runtime, request, refusal)
                 body = {"code": refusal.reason, "message": "the SAML response was refused"}
                 return JSONResponse(body, status_code=refusal.status_code)
             except BaseException:
-                await run_in_threadpool(_rollback_and_close, session)
+                await finishing(request, rollback_and_close, session)
                 raise
-            # One hop to the threadpool for both: each costs a thread switch per request.
-            await run_in_threadpool(_commit_and_close, session)
+            # One hop to a thread for both: each costs a thread switch per request.
+            await finishing(request, commit_and_close, session)
             return response
 
         return route
-
-
-def _commit_and_close(session: Session) -> None:
-    try:
-        session.commit()
-    finally:
-        session.close()
-
-
-def _rollback_and_close(session: Session) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
 
 
 def _record_refusal(runtime: Runtime, request: Request, refusal: SamlRefusal) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from idp_sync.api.threads import finishing
 from idp_sync.directory.models import Directory
 from idp_sync.directory.scim.adapters import adapter_for
 from idp_sync.directory.scim.errors import (
@@ -54,11 +55,11 @@ class ScimRoute(APIRoute):
                 request.state.directory = await run_in_threadpool(_authenticate, request, session)
                 request.state.scim_body = await _body(request)
                 response = await handler(request)
-                await run_in_threadpool(session.commit)
+                await finishing(request, session.commit)
                 _count(request, response.status_code)
                 return response
             except Exception as exc:
-                await run_in_threadpool(session.rollback)
+                await finishing(request, session.rollback)
                 error = _as_scim_error(exc)
                 if error is None:
                     _count(request, 500)
@@ -67,7 +68,7 @@ class ScimRoute(APIRoute):
                 _count(request, answer.status_code)
                 return answer
             finally:
-                await run_in_threadpool(session.close)
+                await finishing(request, session.close)
 
         return route
 
