@@ -303,3 +303,43 @@ def test_overage_keeps_the_role_and_the_role_explanation_says_so(sso_sdk, http, 
     sign_in(sso_sdk, http, setup, [], attributes={**claims, ENTRA_GROUPS: [group_id]})
     again = wait_for(lambda: not (e := explanation())["sso"]["groups_overage"] and e)
     assert again["sso"]["groups_received_at"] > received and "note" not in again["sso"]
+
+
+def test_mapping_changes_can_be_previewed_without_writing(
+    sso_sdk, http, setup: Setup, sso_worker, engine
+) -> None:
+    """Issue 6 point 6 for SSO mappings: ``dry_run=true`` answers the impact and writes
+    nothing (no mapping, no job)."""
+    import sqlalchemy as sa
+
+    admin, viewer = _roles(sso_sdk, setup.org_id)
+    result, _ = sign_in(sso_sdk, http, setup, ["Admins"])
+    default = result.profile.role.slug
+    wait_for(lambda: (m := _membership(sso_sdk, setup.org_id)) and m.role.slug == default)
+    mappings = f"/connections/{setup.connection_id}/group_role_mappings"
+
+    def jobs() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one())
+
+    before = jobs()
+    preview = http.post(
+        mappings, params={"dry_run": "true"}, json={"group": "Admins", "role_slug": admin}
+    )
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["object"] == "dry_run"
+    assert preview.json()["changes"] == 1
+    assert preview.json()["transitions"] == [{"from": [default], "to": [admin], "count": 1}]
+    assert http.get(mappings).json()["data"] == [] and jobs() == before
+
+    created = _map(http, setup.connection_id, "Admins", admin)
+    wait_for(lambda: _membership(sso_sdk, setup.org_id).role.slug == admin)
+    path = f"{mappings}/{created['id']}"
+    moved = http.put(path, params={"dry_run": "true"}, json={"role_slug": viewer})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["transitions"] == [{"from": [admin], "to": [viewer], "count": 1}]
+    gone = http.delete(path, params={"dry_run": "true"})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["transitions"] == [{"from": [admin], "to": [default], "count": 1}]
+    assert [m["role_slug"] for m in http.get(mappings).json()["data"]] == [admin]
+    assert _membership(sso_sdk, setup.org_id).role.slug == admin

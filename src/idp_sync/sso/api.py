@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from idp_sync.api.routing import UnitOfWorkRoute, respond, session_of
+from idp_sync.jobs.models import Job
+from idp_sync.jobs.preview import dry_run as preview
 from idp_sync.jobs.services import serialize as serialize_job
 from idp_sync.sso import serializers as ser
 from idp_sync.sso import services
@@ -185,39 +187,70 @@ def list_mappings(connection_id: str, session: SessionDep) -> JSONResponse:
 
 @router.post(MAPPINGS, status_code=201)
 def create_mapping(
-    connection_id: str, body: MappingCreate, request: Request, session: SessionDep
+    connection_id: str,
+    body: MappingCreate,
+    request: Request,
+    session: SessionDep,
+    dry_run: bool = False,
 ) -> JSONResponse:
-    """A mapping, and the job (``bulk`` queue) that recomputes the connection's members."""
+    """A mapping, and the job (``bulk`` queue) that recomputes the connection's members;
+    with ``dry_run=true``, the impact only (issue 6 point 6)."""
     connection = services.get_connection(session, connection_id)
-    mapping, job = services.create_mapping(
-        session, connection, group=body.group, role_slug=body.role_slug, actor=_actor(request)
-    )
+
+    def change() -> tuple[Any, Job]:
+        return services.create_mapping(
+            session, connection, group=body.group, role_slug=body.role_slug, actor=_actor(request)
+        )
+
+    if dry_run:
+        return respond(preview(session, lambda: [change()[1]]))
+    mapping, job = change()
     return respond({**ser.mapping(mapping), "job": serialize_job(job)}, 201)
 
 
 @router.put(MAPPINGS + "/{mapping_id}")
 def update_mapping(
-    connection_id: str, mapping_id: str, body: MappingUpdate, request: Request, session: SessionDep
+    connection_id: str,
+    mapping_id: str,
+    body: MappingUpdate,
+    request: Request,
+    session: SessionDep,
+    dry_run: bool = False,
 ) -> JSONResponse:
     connection = services.get_connection(session, connection_id)
-    mapping, job = services.update_mapping(
-        session,
-        connection,
-        mapping_id,
-        group=body.group,
-        role_slug=body.role_slug,
-        actor=_actor(request),
-    )
+
+    def change() -> tuple[Any, Job]:
+        return services.update_mapping(
+            session,
+            connection,
+            mapping_id,
+            group=body.group,
+            role_slug=body.role_slug,
+            actor=_actor(request),
+        )
+
+    if dry_run:
+        return respond(preview(session, lambda: [change()[1]]))
+    mapping, job = change()
     return respond({**ser.mapping(mapping), "job": serialize_job(job)})
 
 
 @router.delete(MAPPINGS + "/{mapping_id}", status_code=202)
 def delete_mapping(
-    connection_id: str, mapping_id: str, request: Request, session: SessionDep
+    connection_id: str,
+    mapping_id: str,
+    request: Request,
+    session: SessionDep,
+    dry_run: bool = False,
 ) -> JSONResponse:
     connection = services.get_connection(session, connection_id)
-    job = services.delete_mapping(session, connection, mapping_id, actor=_actor(request))
-    return respond({"job": serialize_job(job)}, 202)
+
+    def change() -> Job:
+        return services.delete_mapping(session, connection, mapping_id, actor=_actor(request))
+
+    if dry_run:
+        return respond(preview(session, lambda: [change()]))
+    return respond({"job": serialize_job(change())}, 202)
 
 
 # --- redirect URIs (ours; WorkOS configures them in its dashboard) ---------------------
