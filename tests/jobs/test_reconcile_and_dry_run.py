@@ -124,3 +124,39 @@ def test_dry_run_of_an_organization_default_change(live, sdk) -> None:
         f"{live.url}/organizations/{org.id}/authorization_settings", headers=HEADERS
     )
     assert settings.json()["default_role_slug"] is None
+
+
+def test_dry_run_of_environment_settings_changes_writes_nothing(live, sdk, engine) -> None:
+    """Default role, multiple roles and priority order of the environment: previewed with
+    ``dry_run=true``, nothing changes (settings, jobs, events)."""
+    org, _members = _org_with_members(sdk, 2)
+    role = sdk.authorization.create_environment_role(slug=unique("envdef"), name="Env Default")
+    before = httpx.get(f"{live.url}/authorization/settings", headers=HEADERS).json()
+    with Session(engine) as db:
+        jobs_before = db.scalar(select(func.count()).select_from(Job))
+        events_before = db.scalar(select(func.count()).select_from(Event))
+    answer = httpx.put(
+        f"{live.url}/authorization/settings",
+        params={"dry_run": "true"},
+        json={"default_role_slug": role.slug},
+        headers=HEADERS,
+    )
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["object"] == "dry_run"
+    assert preview["changes"] >= 2  # at least this organization's two default members
+    assert org.id  # its members use the environment default: they move with it
+    assert all(t["to"] == [role.slug] for t in preview["transitions"])
+    assert sum(t["count"] for t in preview["transitions"]) == preview["changes"]
+    toggle = httpx.put(
+        f"{live.url}/authorization/settings",
+        params={"dry_run": "true"},
+        json={"multiple_roles_enabled": not before["multiple_roles_enabled"]},
+        headers=HEADERS,
+    )
+    assert toggle.status_code == 200 and toggle.json()["object"] == "dry_run", toggle.text
+    after = httpx.get(f"{live.url}/authorization/settings", headers=HEADERS).json()
+    assert after == before
+    with Session(engine) as db:
+        assert db.scalar(select(func.count()).select_from(Job)) == jobs_before
+        assert db.scalar(select(func.count()).select_from(Event)) == events_before

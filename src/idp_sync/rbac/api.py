@@ -242,12 +242,19 @@ def get_settings(session: SessionDep) -> JSONResponse:
 
 @router.put("/authorization/settings")
 def put_settings(
-    body: schemas.SettingsUpdate, request: Request, session: SessionDep
+    body: schemas.SettingsUpdate, request: Request, session: SessionDep, dry_run: bool = False
 ) -> JSONResponse:
+    """Default role, multiple roles, priority order; each change that moves memberships
+    starts a job. ``dry_run=true``: the impact only (issue 6 point 6)."""
     changes = body.model_dump(exclude_unset=True)
-    result, jobs = configuration.update_environment_settings(
-        session, changes, actor=_actor(request)
-    )
+    actor = _actor(request)
+
+    def change() -> tuple[dict[str, object], list[Job]]:
+        return configuration.update_environment_settings(session, changes, actor=actor)
+
+    if dry_run:
+        return respond(preview(session, lambda: change()[1]))
+    result, jobs = change()
     return respond(configuration.with_jobs(result, jobs), 202 if jobs else 200)
 
 
