@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_http import Server, free_port
+from bench_http import Server, Worker, free_port, start_worker
 
 BENCH_DIR = Path(__file__).resolve().parent
 SCIM2_SERVER = "scim2-server==0.8.3"
@@ -87,43 +87,9 @@ def start_scim2_server(tmp: Path, token: str) -> Server:
         time.sleep(0.1)
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_worker(env: dict[str, str], tmp: Path) -> Worker:
+def start_scim_worker(env: dict[str, str], tmp: Path) -> Worker:
     """``idp-sync worker -Q sync,bulk`` as deployed (thread pool of 2), once ready."""
-    log = tmp / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "idp_sync.cli", "worker", "-Q", "sync,bulk",
-                "--without-mingle", "--without-gossip", "-l", "INFO",
-            ],
-            env=env,
-            cwd=str(tmp),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    worker = Worker(proc, log)
-    deadline = time.monotonic() + 60
-    while b" ready." not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    return worker
+    return start_worker(env, tmp, "worker", "-Q", "sync,bulk")
 
 
 class Http:

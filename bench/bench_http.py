@@ -565,6 +565,77 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def status(self) -> dict[str, str]:
+        lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
+        return {k: v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
+
+    def peak_rss_mb(self) -> float:
+        return int(self.status()["VmHWM"].split()[0]) / 1024
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def children(self) -> list[int]:
+        kids: list[int] = []
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                kids += [int(p) for p in (task / "children").read_text().split()]
+        return kids
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_worker(env: dict[str, str], tmp: Path, name: str, *worker_args: str) -> Worker:
+    """``idp-sync worker`` with ``worker_args`` (queues, pool, concurrency) as a subprocess,
+    once Celery says it is ready."""
+    log = tmp / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "idp_sync.cli", "worker", *worker_args,
+                "--without-mingle", "--without-gossip", "-l", "INFO",
+            ],
+            env=env,
+            cwd=str(tmp),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    worker = Worker(proc, log)
+    deadline = time.monotonic() + 60
+    while b" ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return worker
+
+
+def stop_all(servers: list[Server], prefix: str, tmp: Path) -> None:
+    """A bench's cleanup: its servers, its broker keys, its scratch folder."""
+    for server in servers:
+        server.stop()
+    servers.clear()
+    purge_redis(prefix)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def fmt(rate: float) -> str:
     return f"{rate:,.0f} req/s"
 
@@ -721,10 +792,7 @@ def main() -> int:
         print(f"bench_http: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in servers:
-            server.stop()
-        purge_redis(prefix)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(servers, prefix, tmp)
     return 0
 
 

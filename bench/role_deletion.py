@@ -49,7 +49,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,15 @@ sys.path.insert(0, str(BENCH_DIR.parent / "src"))
 sys.path.insert(0, str(BENCH_DIR))
 
 import _seed  # noqa: E402
-from bench_http import REDIS_URL, Server, loadavg, purge_redis, start_server  # noqa: E402
+from bench_http import (  # noqa: E402
+    REDIS_URL,
+    Server,
+    Worker,
+    loadavg,
+    purge_redis,
+    start_server,
+    start_worker,
+)
 
 RATIO_AIM = 2.0
 RSS_AIM_MB = 300
@@ -70,67 +77,6 @@ POLL_SECONDS = 0.2
 
 
 # --- processes --------------------------------------------------------------------------
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def status(self) -> dict[str, str]:
-        lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
-        return {k: v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
-
-    def peak_rss_mb(self) -> float:
-        return int(self.status()["VmHWM"].split()[0]) / 1024
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def children(self) -> list[int]:
-        kids: list[int] = []
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                kids += [int(p) for p in (task / "children").read_text().split()]
-        return kids
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_worker(env: dict[str, str], tmp: Path, name: str) -> Worker:
-    """One solo-pool worker on the ``bulk`` queue, once Celery says it is ready."""
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "idp_sync.cli", "worker", "-Q", "bulk", "-c", "1",
-                "-P", "solo", "--without-mingle", "--without-gossip", "-l", "INFO",
-            ],
-            env=env,
-            cwd=str(tmp),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    worker = Worker(proc, log)
-    deadline = time.monotonic() + 60
-    while b" ready." not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    return worker
 
 
 class Api:
@@ -187,7 +133,7 @@ def run_job(kind: str, url: str, args: argparse.Namespace, tmp: Path, api_key: s
             f"api-{kind}", ["idp_sync.api.asgi:app"], env, tmp, "/authorization/settings", auth
         )
         servers.append(server)
-        worker = start_worker(env, tmp, f"worker-{kind}")
+        worker = start_worker(env, tmp, f"worker-{kind}", "-Q", "bulk", "-c", "1", "-P", "solo")
         api = Api(server.port, api_key, timeout=args.timeout)
         if kind == "deletion":
             request: tuple[str, str, object] = ("DELETE", "/authorization/roles/doomed", None)

@@ -51,7 +51,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -73,9 +72,9 @@ from bench_http import (  # noqa: E402
     Server,
     bench_database,
     loadavg,
-    purge_redis,
     settle,
     start_server,
+    stop_all,
     uvicorn_flags,
 )
 
@@ -492,10 +491,7 @@ def main() -> int:
         print(f"bench/saml.py: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in servers:
-            server.stop()
-        purge_redis(prefix)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(servers, prefix, tmp)
     return 0
 
 

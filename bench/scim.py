@@ -54,7 +54,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import shutil
 import signal
 import statistics
 import sys
@@ -75,22 +74,23 @@ from _scim_procs import (  # noqa: E402
     GROUP_SCHEMA,
     Http,
     Load,
-    Worker,
     add_members,
     env_without,
     finish,
     load,
     start_scim2_server,
-    start_worker,
+    start_scim_worker,
     user_body,
 )
 from bench_http import (  # noqa: E402
     REDIS_URL,
     Server,
+    Worker,
     bench_database,
     loadavg,
     purge_redis,
     start_server,
+    stop_all,
     uvicorn_flags,
 )
 
@@ -295,7 +295,7 @@ def latency(
     directory = api.ok("POST", "/directories", body)
     base = urllib.parse.urlparse(directory["scim"]["base_url"]).path
     lat = Target("idp-sync", idp.port, directory["scim"]["bearer_token"], base.rstrip("/"))
-    worker: Worker = start_worker(env, tmp)
+    worker: Worker = start_scim_worker(env, tmp)
     try:
         group = new_group(lat, "Engineering")
         mapping = {"group": group, "role_slug": ROLE}
@@ -586,10 +586,7 @@ def main() -> int:
         print(f"scim bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in servers:
-            server.stop()
-        purge_redis(prefix)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(servers, prefix, tmp)
     return 0
 
 

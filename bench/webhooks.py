@@ -57,9 +57,7 @@ import argparse
 import hashlib
 import hmac
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -78,12 +76,14 @@ from _seed import conninfo  # noqa: E402
 from bench_http import (  # noqa: E402
     REDIS_URL,
     Server,
+    Worker,
     bench_database,
     loadavg,
-    purge_redis,
     start_server,
+    start_worker,
+    stop_all,
 )
-from role_deletion import Api, Worker  # noqa: E402
+from role_deletion import Api  # noqa: E402
 
 EVENT = "organization.created"
 CREATE_THREADS = 4
@@ -96,30 +96,6 @@ SIGNATURE_HEADER = "WorkOS-Signature"
 
 
 # --- processes --------------------------------------------------------------------------
-
-
-def start_worker(env: dict[str, str], tmp: Path, name: str, concurrency: int) -> Worker:
-    """One worker on the queues a delivery goes through, once Celery says it is ready."""
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "idp_sync.cli", "worker", "-Q", "sync,webhooks",
-                "-c", str(concurrency), "--without-mingle", "--without-gossip", "-l", "INFO",
-            ],
-            env=env,
-            cwd=str(tmp),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    worker = Worker(proc, log)
-    deadline = time.monotonic() + 60
-    while b" ready." not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.02)
-    return worker
 
 
 class Receiver:
@@ -473,7 +449,9 @@ def scenario(ctx: Context, count: int, previous: list[str]) -> tuple[Outcome, li
 
     def start() -> None:
         nonlocal worker, ready, cpu
-        worker = start_worker(ctx.env, ctx.tmp, f"worker-e{count}", args.concurrency)
+        worker = start_worker(
+            ctx.env, ctx.tmp, f"worker-e{count}", "-Q", "sync,webhooks", "-c", str(args.concurrency)
+        )
         ready, cpu = time.time(), worker.cpu_seconds()
 
     try:
@@ -645,10 +623,7 @@ def main() -> int:
         print(f"webhooks bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in servers:
-            server.stop()
-        purge_redis(prefix)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(servers, prefix, tmp)
     print(f"load average after: {loadavg()}")
     return 0
 
