@@ -27,10 +27,7 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import (
-    ColumnElement,
-    String,
     Table,
-    any_,
     bindparam,
     delete,
     insert,
@@ -39,7 +36,6 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -63,16 +59,6 @@ API_ROLES = cast(Table, MembershipApiRole.__table__)
 AUDIT = cast(Table, MembershipAudit.__table__)
 EVENTS = cast(Table, Event.__table__)
 UPDATED = "organization_membership.updated"
-
-
-def id_in(column: Any, ids: Sequence[str], session: Session) -> ColumnElement[bool]:
-    """``column`` is one of ``ids``: one array parameter on PostgreSQL, ``IN`` elsewhere.
-
-    One array keeps the statement text the same whatever the batch (so it is prepared
-    once) and spares compiling thousands of expanded parameters."""
-    if is_postgres(session):
-        return cast(ColumnElement[bool], column == any_(bindparam("ids", list(ids), ARRAY(String))))
-    return cast(ColumnElement[bool], column.in_(ids))
 
 
 class Change:
