@@ -89,7 +89,10 @@ def test_request_id_reaches_the_task_and_no_key_reaches_the_logs(live, worker, c
     assert API_KEY not in everything
 
 
-def test_scim_requests_are_counted_by_directory_type_and_status(live) -> None:
+def test_scim_requests_are_counted_by_directory_type_and_status(live, worker, caplog) -> None:
+    """Counted by directory type and status; the bearer token reaches neither the metrics
+    nor any log line, of the request or of the sync task it starts."""
+    caplog.set_level(logging.DEBUG)
     org = _org(live)
     directory = httpx.post(
         f"{live.url}/directories",
@@ -112,3 +115,49 @@ def test_scim_requests_are_counted_by_directory_type_and_status(live) -> None:
         in text
     )
     assert scim["bearer_token"] not in text
+    wait_for(lambda: any(r.getMessage() == "directory event synced" for r in caplog.records))
+    everything = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert scim["bearer_token"] not in everything
+
+
+def test_events_past_retention_are_purged(live, worker, engine) -> None:
+    """Issue 7 point 1: retention is a setting (IDP_SYNC_EVENT_RETENTION_DAYS); beat's purge
+    deletes events older than it and keeps the rest."""
+    import sqlalchemy as sa
+
+    old, recent = _org(live), _org(live)
+
+    def sequenced() -> bool:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM events WHERE organization_id IN (:a, :b) "
+                    "AND seq IS NOT NULL"
+                ),
+                {"a": old, "b": recent},
+            ).scalar_one()
+        return int(rows) == 2
+
+    wait_for(sequenced)
+    days = live.runtime.settings.event_retention_days
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE events SET created_at = now() - make_interval(days => :d) "
+                    "WHERE organization_id = :o"),
+            {"d": days + 1, "o": old},
+        )  # fmt: skip
+    result = live.runtime.celery.send_task("idp_sync.maintenance.purge", queue="maintenance")
+
+    def left() -> dict[str, int]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT organization_id, count(*) FROM events "
+                    "WHERE organization_id IN (:a, :b) GROUP BY organization_id"
+                ),
+                {"a": old, "b": recent},
+            ).all()
+        return {org: int(n) for org, n in rows}
+
+    wait_for(lambda: left() == {recent: 1}, timeout=30)
+    assert result.id

@@ -420,3 +420,20 @@ def test_concurrent_first_sign_ins_of_one_person_both_succeed(
                 {"c": setup.connection_id, "e": email},
             ).scalar_one()
         assert profiles == 1
+
+
+def test_sign_ins_are_counted_by_outcome_and_reason(http, setup: Setup, engine) -> None:
+    """Issue 7 point 5: /metrics counts SAML sign-ins by outcome and refusal reason."""
+
+    def count(outcome: str, reason: str) -> float:
+        wanted = f'idp_sync_saml_signins_total{{outcome="{outcome}",reason="{reason}"}} '
+        for line in http.get("/metrics").text.splitlines():
+            if line.startswith(wanted):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    refused, accepted = count("refused", "unsigned"), count("accepted", "")
+    assert_refused(http, setup, engine, valid(setup, http, sign_assertion=False), "unsigned")
+    assert post_acs(http, setup, valid(setup, http)).status_code == 302
+    assert count("refused", "unsigned") == refused + 1
+    assert count("accepted", "") == accepted + 1
