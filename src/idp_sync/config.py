@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=30.0, alias="IDP_SYNC_SWEEPER_INTERVAL")
     sweeper_threshold_seconds: float = Field(default=60.0, alias="IDP_SYNC_SWEEPER_THRESHOLD")
     job_batch_size: int = Field(default=5000, alias="IDP_SYNC_JOB_BATCH_SIZE", ge=1)
+    # Batches of a job written at once on PostgreSQL (each one connection), while the next
+    # one is read and resolved: the server's cores work on writes in parallel.
+    job_writers: int = Field(default=2, alias="IDP_SYNC_JOB_WRITERS", ge=1, le=8)
     job_lease_seconds: float = Field(default=120.0, alias="IDP_SYNC_JOB_LEASE_SECONDS")
     publish_timeout_seconds: float = Field(default=2.0, alias="IDP_SYNC_PUBLISH_TIMEOUT")
 

@@ -10,6 +10,7 @@ task resumes at the cursor, so no membership is changed twice and no event dupli
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -31,7 +32,8 @@ from idp_sync.directory.models import DirectoryGroupMember, DirectoryUser
 from idp_sync.errors import NotFound, Unprocessable
 from idp_sync.ids import new_id
 from idp_sync.jobs.models import Job
-from idp_sync.memberships.bulk import recompute_ids
+from idp_sync.memberships import bulk
+from idp_sync.memberships.bulk import Change
 from idp_sync.memberships.models import MembershipApiRole, MembershipRole, OrganizationMembership
 from idp_sync.memberships.recompute import RoleCatalog
 from idp_sync.rbac.models import OrganizationAuthorizationSettings
@@ -101,7 +103,7 @@ def start_job(session: Session, job_type: str, params: dict[str, Any], *, create
     return job
 
 
-def affected(job: Job) -> Select[tuple[str]]:
+def affected(job: JobSpec | Job) -> Select[tuple[str]]:
     """The ids of the memberships a job may change, found by query (never a full scan in Python)."""
     organization_id = job.params.get("organization_id")
     query = select(OM.id)
@@ -170,17 +172,17 @@ def _directory_members(params: dict[str, Any]) -> ColumnElement[bool]:
     return OM.user_id.in_(linked)
 
 
-def next_ids(session: Session, job: Job, limit: int) -> list[str]:
-    """The next batch of affected membership ids after the job's cursor, in id order."""
+def next_ids(session: Session, job: JobSpec | Job, cursor: str | None, limit: int) -> list[str]:
+    """The next batch of affected membership ids after ``cursor``, in id order."""
     if job.type == "role_deletion":
         # Walk the two role tables by their (role_id, membership_id) index: a holder query
         # by membership id would re-hash every holder on each batch.
-        holders = _role_holders(job.params["role_id"], job.cursor, limit).subquery()
+        holders = _role_holders(job.params["role_id"], cursor, limit).subquery()
         query: Select[tuple[str]] = select(holders.c.mid).order_by(holders.c.mid).limit(limit)
     else:
         query = affected(job).order_by(OM.id).limit(limit)
-        if job.cursor is not None:
-            query = query.where(OM.id > job.cursor)
+        if cursor is not None:
+            query = query.where(OM.id > cursor)
     # Core execution: thousands of plain strings need none of the ORM's result machinery.
     return list(session.connection().execute(query).scalars().all())
 
@@ -227,22 +229,78 @@ def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: 
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None or job.state != "running":
         return False
-    ids = next_ids(session, job, batch_size)
-    now = utcnow()
-    if not ids:
-        _finish(session, job)
-        job.state, job.finished_at, job.updated_at = "succeeded", now, now
-        job.lease_expires_at = None
-        job.done = max(job.done, job.total)
+    spec = JobSpec.of(job)
+    batch = plan_batch(session, spec, job.cursor, batch_size)
+    if batch is None:
+        finish(session, job)
         return False
-    changed = recompute_ids(session, ids, RoleCatalog(session), reason=f"{job.type}:{job.id}")
-    job.cursor = ids[-1]
-    job.done += len(ids)
+    advance(job, batch, write_batch(session, spec, batch), lease_seconds=lease_seconds)
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What a batch needs of its job, readable outside any session."""
+
+    id: str
+    type: str
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job) -> JobSpec:
+        return cls(job.id, job.type, dict(job.params))
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A batch read, locked and resolved, not yet written: the cursor it starts after, its
+    ids and their planned changes."""
+
+    after: str | None
+    ids: list[str]
+    changes: list[Change]
+
+
+def plan_batch(session: Session, job: JobSpec, cursor: str | None, batch_size: int) -> Batch | None:
+    """Find, lock and resolve the batch after ``cursor``; None when there is none left."""
+    ids = next_ids(session, job, cursor, batch_size)
+    if not ids:
+        return None
+    return Batch(cursor, ids, bulk.plan(session, ids, RoleCatalog(session)))
+
+
+def write_batch(session: Session, job: JobSpec, batch: Batch) -> int:
+    """Write the planned batch in the transaction that planned it; how many changed."""
+    return bulk.write(session, batch.changes, reason=f"{job.type}:{job.id}")
+
+
+def advance(job: Job, batch: Batch, changed: int, *, lease_seconds: float) -> None:
+    """Move the job (locked by the caller, in the batch's transaction) past the batch."""
+    now = utcnow()
+    job.cursor = batch.ids[-1]
+    job.done += len(batch.ids)
     job.total = max(job.total, job.done)
     job.changed += changed
     job.updated_at = now
     job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
-    return True
+
+
+def lock_running(session: Session, job_id: str, cursor: str | None) -> Job | None:
+    """The job, locked, if it is still running from ``cursor``; else None (cancelled,
+    failed, or its lease lost to another delivery that moved the cursor on)."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.state != "running" or job.cursor != cursor:
+        return None
+    return job
+
+
+def finish(session: Session, job: Job) -> None:
+    """Every batch is written: the job's last work, and it has succeeded."""
+    now = utcnow()
+    _finish(session, job)
+    job.state, job.finished_at, job.updated_at = "succeeded", now, now
+    job.lease_expires_at = None
+    job.done = max(job.done, job.total)
 
 
 def _finish(session: Session, job: Job) -> None:

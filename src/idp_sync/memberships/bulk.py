@@ -89,8 +89,16 @@ def recompute_ids(
     session: Session, ids: Sequence[str], catalog: RoleCatalog, *, reason: str
 ) -> int:
     """Lock, resolve and write the memberships ``ids``; returns how many changed roles."""
+    return write(session, plan(session, ids, catalog), reason=reason)
+
+
+def plan(session: Session, ids: Sequence[str], catalog: RoleCatalog) -> list[Change]:
+    """Lock the memberships ``ids`` and resolve them: what ``write`` will write.
+
+    The two halves are apart so that a job can resolve its next batch (client CPU) while
+    the server writes the previous one, on two connections (``jobs.services``)."""
     if not ids:
-        return 0
+        return []
     postgres = is_postgres(session)
     batch = _read_postgres(session, ids) if postgres else _read_portable(session, ids)
     catalog.prefetch(organization_id for _, organization_id, _, _, _ in batch)
@@ -125,8 +133,16 @@ def recompute_ids(
                 row,
             )
         )
+    return changes
+
+
+def write(session: Session, changes: list[Change], *, reason: str) -> int:
+    """Write the planned ``changes`` in the transaction that locked them (``plan``);
+    returns how many memberships changed roles."""
+    if not changes:
+        return 0
     now = utcnow()
-    if postgres:
+    if is_postgres(session):
         count = _write_postgres(session, changes, now, reason)
     else:
         count = _write_portable(session, changes, now, reason)
