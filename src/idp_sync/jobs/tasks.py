@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,9 +116,17 @@ def _run_overlapped(task: DbTask, job_id: str) -> dict[str, Any]:
                     session.commit()
                     return progress
                 previous = in_flight[-1] if in_flight else None
+                # In the task's context: the writer's logs carry its correlation id.
+                context = contextvars.copy_context()
                 in_flight.append(
                     writers.submit(
-                        _write, session, spec, batch, settings.job_lease_seconds, previous
+                        context.run,
+                        _write,
+                        session,
+                        spec,
+                        batch,
+                        settings.job_lease_seconds,
+                        previous,
                     )
                 )
                 handed_off = True
