@@ -25,6 +25,7 @@ from idp_sync.jobs import services as jobs
 from idp_sync.jobs.models import Job
 from idp_sync.memberships import services as memberships
 from idp_sync.memberships.models import MembershipAudit, OrganizationMembership
+from idp_sync.memberships.recompute import RoleCatalog
 from idp_sync.organizations import services as organizations
 from idp_sync.organizations.models import Organization
 from idp_sync.rbac import configuration
@@ -357,3 +358,64 @@ def test_role_deletion_re_resolves_sso_profiles_that_hold_the_role(session: Sess
     assert both.roles == ["member"]  # API-less, group-less: the default
     assert other.roles == [kept.slug]  # did not hold it: untouched
     assert roles_of(session, [member]) == {member.id: ["member"]}
+
+
+def test_profiles_resolved_together_keep_to_their_own_organization(session: Session) -> None:
+    """``resolve_profiles`` (a role deletion's re-resolution, many profiles per query)
+    gives each profile what ``resolve_profile`` alone gives it: the membership of its own
+    organization, found by user id or, before the user is linked, by email."""
+    from idp_sync.sso import services as sso
+    from idp_sync.sso.models import SsoProfile
+    from idp_sync.sso.signin import resolve_profile, resolve_profiles
+
+    first, second = make_env_role(session), make_env_role(session)
+    orgs = [make_org(session), make_org(session)]
+    connections = [
+        sso.create_connection(
+            session,
+            {
+                "organization_id": org.id,
+                "saml_options": {
+                    "idp_entity_id": f"https://idp.example/{org.id}",
+                    "idp_sso_url": "https://idp.example/sso",
+                },
+            },
+            public_url="http://idp-sync.test",
+        )
+        for org in orgs
+    ]
+    shared = users.create_user(session, {"email": f"{unique('both')}@example.com"})
+    by_email = users.create_user(session, {"email": f"{unique('mail')}@example.com"})
+    for org, slug in zip(orgs, (first.slug, second.slug), strict=True):
+        memberships.create_membership(
+            session, organization_id=org.id, user_id=shared.id, role_slugs=[slug]
+        )
+    memberships.create_membership(
+        session, organization_id=orgs[1].id, user_id=by_email.id, role_slugs=[first.slug]
+    )
+
+    def profile(index: int, user_id: str | None, email: str) -> SsoProfile:
+        made = SsoProfile(
+            id=unique("prof"),
+            connection_id=connections[index].id,
+            organization_id=orgs[index].id,
+            idp_id=unique("idp"),
+            email=email,
+            groups=[],
+            roles=[],
+            user_id=user_id,
+        )
+        session.add(made)
+        return made
+
+    profiles = [
+        profile(0, shared.id, shared.email),  # linked, org A: its API role there
+        profile(1, shared.id, shared.email),  # the same user in org B: org B's role
+        profile(1, None, by_email.email),  # not linked yet, found by email in org B
+        profile(0, None, by_email.email),  # ...who has no membership in org A
+    ]
+    session.flush()
+    catalog = RoleCatalog(session)
+    together = resolve_profiles(session, profiles, catalog)
+    assert together == [[first.slug], [second.slug], [first.slug], ["member"]]
+    assert together == [resolve_profile(session, p, catalog) for p in profiles]

@@ -25,7 +25,7 @@ from conftest import API_KEY, unique, wait_for
 from idp_sync.events.models import Event
 from idp_sync.jobs import services
 from idp_sync.jobs.models import Job
-from idp_sync.memberships.models import MembershipRole, OrganizationMembership
+from idp_sync.memberships.models import MembershipRole
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 MEMBERS = 60

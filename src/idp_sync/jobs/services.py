@@ -317,7 +317,7 @@ def _reresolve_sso_profiles(session: Session, slug: str, organization_id: str | 
     as being deleted (never resolved), so they get what their membership would: usually
     the default (issue 6 point 2)."""
     from idp_sync.sso.models import SsoProfile
-    from idp_sync.sso.signin import resolve_profile
+    from idp_sync.sso.signin import resolve_profiles
 
     # Role slugs hold no quotes: '"slug"' in the JSON text is exactly an element equal to it.
     holds = cast(SsoProfile.roles, String).contains(f'"{slug}"', autoescape=True)
@@ -329,8 +329,10 @@ def _reresolve_sso_profiles(session: Session, slug: str, organization_id: str | 
     now = utcnow()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for profile in session.scalars(select(SsoProfile).where(SsoProfile.id.in_(chunk))):
-            roles = resolve_profile(session, profile, catalog)
+        profiles = list(session.scalars(select(SsoProfile).where(SsoProfile.id.in_(chunk))))
+        for profile, roles in zip(
+            profiles, resolve_profiles(session, profiles, catalog), strict=True
+        ):
             if roles != profile.roles:
                 profile.roles, profile.updated_at = roles, now
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, select
+from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from idp_sync.db import id_rows, utcnow
@@ -126,39 +126,86 @@ if load_sso_inputs not in IDP_LOADERS:
 def resolve_profile(session: Session, profile: SsoProfile, catalog: RoleCatalog) -> list[str]:
     """The role(s) the profile's membership will have: the membership's own inputs (API
     roles, directory) when it exists, with this sign-in's groups as the SSO source."""
-    mappings = mappings_of(session, {profile.connection_id}).get(profile.connection_id, ())
-    sso = IdpInput(profile.connection_id, frozenset(profile.groups), mappings)
-    membership_id, api_roles = _membership_inputs(session, profile)
-    directory = _directory_input(session, membership_id) if membership_id else None
-    member = MembershipInput(api_roles=api_roles, directory=directory, sso=sso)
-    return list(resolve(catalog.for_org(profile.organization_id).state, member).roles)
+    return resolve_profiles(session, [profile], catalog)[0]
 
 
-def _membership_inputs(session: Session, profile: SsoProfile) -> tuple[str | None, tuple[str, ...]]:
-    """The id and API roles of the profile's membership, if any, in one query (this runs
-    in every ACS request): the membership of the profile's user, else of the user with
-    its email, as ``_membership_of`` finds it."""
-    user_id: Any = profile.user_id
-    if user_id is None:
-        user_id = select(User.id).where(User.email == profile.email).scalar_subquery()
+def resolve_profiles(
+    session: Session, profiles: Sequence[SsoProfile], catalog: RoleCatalog
+) -> list[list[str]]:
+    """``resolve_profile`` for many profiles with one query per kind of input, whatever
+    their number (a role deletion re-resolves every profile that held the role)."""
+    if not profiles:
+        return []
+    mappings = mappings_of(session, {p.connection_id for p in profiles})
+    memberships = _memberships_inputs(session, profiles)
+    directory = _directory_inputs(session, [mid for mid, _ in memberships.values()])
+    resolved = []
+    for profile in profiles:
+        sso = IdpInput(
+            profile.connection_id,
+            frozenset(profile.groups),
+            mappings.get(profile.connection_id, ()),
+        )
+        membership_id, api_roles = memberships.get(profile.id, (None, ()))
+        member = MembershipInput(
+            api_roles=api_roles,
+            directory=directory.get(membership_id) if membership_id else None,
+            sso=sso,
+        )
+        state = catalog.for_org(profile.organization_id).state
+        resolved.append(list(resolve(state, member).roles))
+    return resolved
+
+
+def _memberships_inputs(
+    session: Session, profiles: Sequence[SsoProfile]
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Profile id -> the id and API roles of its membership, for those that have one, in
+    one query (this runs in every ACS request): the membership of the profile's user in
+    the profile's organization, else of the user with the profile's email, as
+    ``_membership_of`` finds it."""
+    user_ids = {p.user_id for p in profiles if p.user_id is not None}
+    emails = {p.email for p in profiles if p.user_id is None}
     rows = session.execute(
-        select(OM.id, MembershipApiRole.role_slug)
+        select(OM.id, OM.organization_id, OM.user_id, User.email, MembershipApiRole.role_slug)
+        .join(User, User.id == OM.user_id)
         .outerjoin(MembershipApiRole, MembershipApiRole.membership_id == OM.id)
-        .where(OM.organization_id == profile.organization_id, OM.user_id == user_id)
-        .order_by(MembershipApiRole.position)
+        .where(
+            OM.organization_id.in_({p.organization_id for p in profiles}),
+            or_(OM.user_id.in_(user_ids), User.email.in_(emails)),
+        )
+        .order_by(OM.id, MembershipApiRole.position)
     ).all()
-    if not rows:
-        return None, ()
-    return rows[0][0], tuple(slug for _, slug in rows if slug is not None)
+    found: dict[tuple[str, str, str], tuple[str, list[str]]] = {}
+    for membership_id, organization_id, user_id, email, slug in rows:
+        entry = found.setdefault(("user", organization_id, user_id), (membership_id, []))
+        found.setdefault(("email", organization_id, email), entry)
+        if slug is not None:
+            entry[1].append(slug)
+    inputs = {}
+    for p in profiles:
+        key = (
+            ("user", p.organization_id, p.user_id)
+            if p.user_id
+            else ("email", p.organization_id, p.email)
+        )
+        if key in found:
+            membership_id, slugs = found[key]
+            inputs[p.id] = (membership_id, tuple(slugs))
+    return inputs
 
 
-def _directory_input(session: Session, membership_id: str) -> IdpInput | None:
-    """The membership's directory input, as ``idp_inputs`` merges it, without running this
-    module's own loader: its stored SSO input gives way to this sign-in's groups."""
-    found = None
+def _directory_inputs(session: Session, membership_ids: list[str]) -> dict[str, IdpInput]:
+    """The memberships' directory inputs, as ``idp_inputs`` merges them, without running
+    this module's own loader: a stored SSO input gives way to the profile's groups."""
+    found: dict[str, IdpInput] = {}
+    if not membership_ids:
+        return found
     for loader in IDP_LOADERS:
         if loader is not load_sso_inputs:
-            found = loader(session, [membership_id]).get(membership_id, (None, None))[0] or found
+            for membership_id, (directory, _) in loader(session, membership_ids).items():
+                if directory is not None:
+                    found[membership_id] = directory
     return found
 
 
