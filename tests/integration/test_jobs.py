@@ -200,6 +200,10 @@ def test_a_live_lease_keeps_a_second_claim_out(session: Session) -> None:
     # A batch renews the lease: still held.
     assert jobs.run_batch(session, job.id, batch_size=10, lease_seconds=LEASE) is True
     assert jobs.claim(session, job.id, LEASE) is None
+    # A task that failed on a transient error gives the lease up: its retry claims it.
+    jobs.release(session, job.id)
+    again = jobs.claim(session, job.id, LEASE)
+    assert again is not None and again.state == "running" and again.done == 1
 
 
 def test_crashed_job_resumes_after_its_lease_expired_and_changes_each_once(

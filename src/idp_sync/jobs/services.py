@@ -224,6 +224,14 @@ def claim(session: Session, job_id: str, lease_seconds: float) -> Job | None:
     return job
 
 
+def release(session: Session, job_id: str) -> None:
+    """Give up the lease of a running job (its task failed on a transient error and will be
+    retried): the retry claims it at once instead of waiting for the lease to expire."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is not None and job.state == "running":
+        job.lease_expires_at = job.updated_at = utcnow()
+
+
 def run_batch(session: Session, job_id: str, *, batch_size: int, lease_seconds: float) -> bool:
     """Process the next batch of the job in ``session``'s transaction. False when finished."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)

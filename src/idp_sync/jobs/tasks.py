@@ -46,7 +46,11 @@ def run_job(task: DbTask, job_id: str) -> str:
             progress = _run_in_turn(task, job_id)
     except Exception as exc:
         if _is_transient(exc):
-            raise  # DbTask retries; the job resumes at its cursor
+            # DbTask retries; the job resumes at its cursor. Its lease is released so the
+            # retry need not wait for it (if the database is still away, it expires).
+            with contextlib.suppress(Exception), ctx.transaction() as session:
+                services.release(session, job_id)
+            raise
         with ctx.transaction() as session:
             services.fail(session, job_id, f"{type(exc).__name__}: {exc}")
         log.exception("job failed", extra={"job_id": job_id})
