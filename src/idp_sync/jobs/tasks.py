@@ -82,10 +82,10 @@ def _run_overlapped(task: DbTask, job_id: str) -> dict[str, Any]:
     batch in its own transaction on its own connection.
 
     Batches are disjoint id ranges, so their transactions never wait on each other's rows.
-    They commit in order: once its rows are written, a batch locks the job row, which the
-    batch before it holds until it commits, checks that the cursor is where that batch
-    left it, and moves it. A worker killed at any point leaves the cursor at the end of
-    the last committed batch, exactly as batches run in turn do.
+    They commit in order: once its rows are written, a batch waits for the batch before it
+    to commit, then locks the job row, checks that the cursor is where that batch left it,
+    and moves it. A worker killed at any point leaves the cursor at the end of the last
+    committed batch, exactly as batches run in turn do.
     """
     ctx, settings = task.ctx, task.ctx.runtime.settings
     with ctx.transaction() as session:
