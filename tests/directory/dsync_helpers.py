@@ -8,6 +8,9 @@ import httpx
 from scim_conformance import check_response
 
 from conftest import API_KEY, unique
+from idp_sync.directory import mirror, services
+from idp_sync.organizations.services import create_organization
+from idp_sync.rbac.services import create_environment_role
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 SCIM_JSON = "application/scim+json"
@@ -90,3 +93,23 @@ def assert_scim_error(answer: httpx.Response, status: int, scim_type: str | None
     assert body["status"] == str(status)
     if scim_type is not None:
         assert body["scimType"] == scim_type
+
+
+def mapped_directory(session):  # type: ignore[no-untyped-def]
+    """Service level, in ``session``: an organization with an Okta directory whose one
+    group is mapped to a new environment role. Returns (org, directory, group, role)."""
+    org = create_organization(
+        session,
+        name=unique("Acme"),
+        domains=[],
+        external_id=None,
+        metadata=None,
+        allow_profiles_outside_organization=None,
+    )
+    directory, _ = services.create_directory(
+        session, organization_id=org.id, name="d", directory_type="okta scim v2.0"
+    )
+    role = create_environment_role(session, slug=unique("eng"), name="Eng", description=None)
+    group = mirror.create_group(session, directory, {"displayName": unique("Eng")})
+    services.create_mapping(session, directory, group=group.id, role_slug=role.slug, actor="t")
+    return org, directory, group, role

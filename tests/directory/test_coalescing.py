@@ -6,33 +6,19 @@ the worker is not the point here, the state it converges to is.
 
 from __future__ import annotations
 
+from dsync_helpers import mapped_directory
 from sqlalchemy import func, select
 
 from conftest import unique
-from idp_sync.directory import mirror, services, sync
+from idp_sync.directory import mirror, sync
 from idp_sync.directory.models import DirectoryEvent
 from idp_sync.directory.scim.patch import PatchOp
 from idp_sync.events.models import Event
 from idp_sync.memberships.models import MembershipAudit, OrganizationMembership
-from idp_sync.organizations.services import create_organization
-from idp_sync.rbac.services import create_environment_role
 
 
 def _setup(session):  # type: ignore[no-untyped-def]
-    org = create_organization(
-        session,
-        name=unique("Acme"),
-        domains=[],
-        external_id=None,
-        metadata=None,
-        allow_profiles_outside_organization=None,
-    )
-    directory, _ = services.create_directory(
-        session, organization_id=org.id, name="d", directory_type="okta scim v2.0"
-    )
-    role = create_environment_role(session, slug=unique("eng"), name="Eng", description=None)
-    group = mirror.create_group(session, directory, {"displayName": unique("Eng")})
-    services.create_mapping(session, directory, group=group.id, role_slug=role.slug, actor="t")
+    org, directory, group, role = mapped_directory(session)
     email = f"{unique('u')}@example.com"
     user = mirror.create_user(
         session, directory, {"userName": email, "emails": [{"value": email, "primary": True}]}

@@ -7,18 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from dsync_helpers import create_group, create_user, patch, scim_client
+from dsync_helpers import create_group, create_user, mapped_directory, patch, scim_client
 from sqlalchemy import func, select
 
 from conftest import unique
-from idp_sync.directory import mirror, services, sync
+from idp_sync.directory import mirror, sync
 from idp_sync.directory.mirror import members_only
 from idp_sync.directory.models import DirectoryEvent
 from idp_sync.directory.scim.patch import PatchOp, parse_ops
 from idp_sync.events.models import Event
 from idp_sync.memberships.models import OrganizationMembership as OM
-from idp_sync.organizations.services import create_organization
-from idp_sync.rbac.services import create_environment_role
 
 pytest_plugins = ["dsync_fixtures"]  # fixtures: api, directory, scim
 
@@ -96,20 +94,7 @@ def test_one_task_folds_many_group_changes_into_one_batch(session) -> None:
     by the pending events (memberships locked and recomputed as one batch); each user
     whose role changed gets its role and exactly one ``organization_membership.updated``;
     a user whose change was undone, and one already in its role, get nothing."""
-    org = create_organization(
-        session,
-        name=unique("Acme"),
-        domains=[],
-        external_id=None,
-        metadata=None,
-        allow_profiles_outside_organization=None,
-    )
-    directory, _ = services.create_directory(
-        session, organization_id=org.id, name="d", directory_type="okta scim v2.0"
-    )
-    role = create_environment_role(session, slug=unique("eng"), name="Eng", description=None)
-    group = mirror.create_group(session, directory, {"displayName": unique("Eng")})
-    services.create_mapping(session, directory, group=group.id, role_slug=role.slug, actor="t")
+    org, directory, group, role = mapped_directory(session)
     users = []
     for _ in range(6):
         email = f"{unique('u')}@example.com"

@@ -162,8 +162,7 @@ def _memberships_inputs(
 ) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Profile id -> the id and API roles of its membership, for those that have one, in
     one query (this runs in every ACS request): the membership of the profile's user in
-    the profile's organization, else of the user with the profile's email, as
-    ``_membership_of`` finds it."""
+    the profile's organization, else of the user with the profile's email."""
     user_ids = {p.user_id for p in profiles if p.user_id is not None}
     emails = {p.email for p in profiles if p.user_id is None}
     rows = session.execute(
@@ -209,18 +208,6 @@ def _directory_inputs(session: Session, membership_ids: list[str]) -> dict[str, 
     return found
 
 
-def _membership_of(session: Session, profile: SsoProfile) -> OM | None:
-    if profile.user_id is None:
-        user_id = session.scalar(select(User.id).where(User.email == profile.email))
-    else:
-        user_id = profile.user_id
-    if user_id is None:
-        return None
-    return session.scalar(
-        select(OM).where(OM.organization_id == profile.organization_id, OM.user_id == user_id)
-    )
-
-
 def process_login(session: Session, login_id: str) -> str:
     """Fold the sign-in ``login_id`` into its membership; ``skipped`` if done before."""
     login = session.get(SsoLoginEvent, login_id, with_for_update=True)
@@ -234,13 +221,13 @@ def process_login(session: Session, login_id: str) -> str:
     profile.user_id = user.id
     user.last_sign_in_at = login.created_at
     session.flush()
-    membership = _membership_of(session, profile)
-    if membership is None:
+    found = _memberships_inputs(session, [profile]).get(profile.id)
+    if found is None:
         membership = create_membership(
             session, organization_id=profile.organization_id, user_id=user.id, role_slugs=None
         )
     else:
-        membership = lock_membership(session, membership.id)
+        membership = lock_membership(session, found[0])
         if recompute(session, [membership], RoleCatalog(session), reason=REASON):
             membership.updated_at = utcnow()
             session.flush()
