@@ -61,6 +61,22 @@ def test_default_role_change_runs_on_a_real_worker(live, worker, sdk) -> None:
             if e.data.role.slug == new_default
         ]
         assert len(updated) == 119  # one per membership that changed, none twice
+        # GET /jobs, WorkOS list shape, filtered by type and by state (issue 6 point 1).
+        listed = httpx.get(
+            f"{live.url}/jobs",
+            params={"type": "default_role_change", "state": "succeeded", "limit": 100},
+            headers=headers,
+        ).json()
+        assert listed["object"] == "list" and set(listed["list_metadata"]) >= {"before", "after"}
+        assert job_id in {j["id"] for j in listed["data"]}
+        assert {(j["type"], j["state"]) for j in listed["data"]} == {
+            ("default_role_change", "succeeded")
+        }
+        running = httpx.get(
+            f"{live.url}/jobs", params={"state": "running,failed"}, headers=headers
+        ).json()
+        assert job_id not in {j["id"] for j in running["data"]}
+        assert {j["state"] for j in running["data"]} <= {"running", "failed"}
     finally:
         httpx.put(
             f"{live.url}/authorization/settings",

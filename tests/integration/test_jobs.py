@@ -423,3 +423,94 @@ def test_profiles_resolved_together_keep_to_their_own_organization(session: Sess
     together = resolve_profiles(session, profiles, catalog)
     assert together == [[first.slug], [second.slug], [first.slug], ["member"]]
     assert together == [resolve_profile(session, p, catalog) for p in profiles]
+
+
+def test_multiple_roles_off_then_priority_then_on_recompute_api_roles_kept_underneath(
+    session: Session,
+) -> None:
+    """Issue 6 point 3: switching multiple roles off leaves each membership its
+    highest-priority role, the roles set by API kept underneath (DESIGN §3); a priority
+    change then picks the new top one; switching multiple roles on brings them all back.
+    Each is a job that touches only the memberships it can affect."""
+    from idp_sync.memberships.models import MembershipApiRole
+
+    _, started = configuration.update_environment_settings(
+        session, {"multiple_roles_enabled": True}, actor="test"
+    )
+    run_to_end(session, started[0], batch_size=50)
+    org = make_org(session)
+    high, low = (
+        rbac.create_organization_role(session, org.id, slug=None, name=name, description=None)
+        for name in ("High", "Low")
+    )
+    order = configuration.organization_settings_body(session, org.id)["priority_order"]
+    assert order.index(high.slug) < order.index(low.slug)  # a new role enters at the bottom
+    several = make_members(session, org, 3, [low.slug, high.slug])
+    single = make_members(session, org, 1, [high.slug])
+    assert set(map(tuple, roles_of(session, several).values())) == {(high.slug, low.slug)}
+
+    def api_roles() -> dict[str, set[str]]:
+        rows = session.execute(
+            select(MembershipApiRole.membership_id, MembershipApiRole.role_slug).where(
+                MembershipApiRole.membership_id.in_([m.id for m in several + single])
+            )
+        )
+        found: dict[str, set[str]] = {}
+        for membership_id, slug in rows:
+            found.setdefault(membership_id, set()).add(slug)
+        return found
+
+    def ours(job: Job) -> Counter[str]:
+        return Counter({k: v for k, v in audits(session, job).items() if k in everyone})
+
+    everyone = {m.id for m in several + single}
+    _, [off] = configuration.update_environment_settings(
+        session, {"multiple_roles_enabled": False}, actor="test"
+    )
+    assert off.type == "multiple_roles_disabled"
+    run_to_end(session, off, batch_size=2)
+    assert roles_of(session, several) == {m.id: [high.slug] for m in several}
+    assert roles_of(session, single) == {single[0].id: [high.slug]}
+    assert ours(off) == Counter({m.id: 1 for m in several})  # the single-role one untouched
+    assert api_roles() == {
+        **{m.id: {high.slug, low.slug} for m in several},
+        single[0].id: {high.slug},
+    }
+
+    reordered = [low.slug, *[slug for slug in order if slug != low.slug]]
+    _, [priority] = configuration.update_organization_settings(
+        session, org.id, {"priority_order": reordered}, actor="test"
+    )
+    assert priority.type == "priority_order_change"
+    run_to_end(session, priority, batch_size=2)
+    assert roles_of(session, several) == {m.id: [low.slug] for m in several}
+    assert roles_of(session, single) == {single[0].id: [high.slug]}
+    assert ours(priority) == Counter({m.id: 1 for m in several})
+
+    _, [on] = configuration.update_environment_settings(
+        session, {"multiple_roles_enabled": True}, actor="test"
+    )
+    run_to_end(session, on, batch_size=2)
+    assert roles_of(session, several) == {m.id: [low.slug, high.slug] for m in several}
+
+
+def test_role_deletion_in_multiple_roles_mode_keeps_the_other_roles(session: Session) -> None:
+    """Issue 6 point 2, multiple-roles mode: the deleted role leaves each membership, its
+    other roles stay, and a membership left with none gets the default."""
+    _, started = configuration.update_environment_settings(
+        session, {"multiple_roles_enabled": True}, actor="test"
+    )
+    run_to_end(session, started[0], batch_size=50)
+    org = make_org(session)
+    kept, doomed = (
+        rbac.create_organization_role(session, org.id, slug=None, name=name, description=None)
+        for name in ("Kept", "Doomed")
+    )
+    both = make_members(session, org, 2, [kept.slug, doomed.slug])
+    only = make_members(session, org, 1, [doomed.slug])
+    job = configuration.delete_role(session, doomed, actor="test")
+    run_to_end(session, job, batch_size=2)
+    assert roles_of(session, both) == {m.id: [kept.slug] for m in both}
+    assert roles_of(session, only) == {only[0].id: ["member"]}
+    assert audits(session, job) == Counter({m.id: 1 for m in both + only})
+    assert session.get(Role, doomed.id) is None
