@@ -160,3 +160,26 @@ def test_dry_run_of_environment_settings_changes_writes_nothing(live, sdk, engin
     with Session(engine) as db:
         assert db.scalar(select(func.count()).select_from(Job)) == jobs_before
         assert db.scalar(select(func.count()).select_from(Event)) == events_before
+
+
+def test_beat_starts_one_reconciliation_at_a_time(live, engine) -> None:
+    """Issue 6 point 4, on a schedule: beat sends ``idp_sync.jobs.schedule_reconcile``
+    every ``IDP_SYNC_RECONCILE_INTERVAL_SECONDS``; it starts an environment-wide reconcile
+    job unless one is already pending or running. (No worker here: the job is cancelled
+    at the end, so a later worker skips it.)"""
+    app = live.runtime.celery
+    entry = app.conf.beat_schedule["reconcile"]
+    assert entry["task"] == "idp_sync.jobs.schedule_reconcile"
+    assert entry["schedule"] == live.runtime.settings.reconcile_interval_seconds
+    task = app.tasks["idp_sync.jobs.schedule_reconcile"]
+    first = task.apply().get()
+    try:
+        assert first is not None and first.startswith("job_")
+        assert task.apply().get() is None  # one is under way: no second one
+        with Session(engine) as db:
+            job = db.get(Job, first)
+            assert job is not None
+            assert (job.type, job.params, job.created_by) == ("reconcile", {}, "beat")
+    finally:
+        with Session(engine) as db, db.begin():
+            db.execute(update(Job).where(Job.id == first).values(state="cancelled"))
