@@ -98,7 +98,10 @@ def worker(ctx: click.Context, queues: str, concurrency: int) -> None:
     from workers.celery_app import app
 
     _logging()
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-P", "threads", *ctx.args]
+    # Celery sets the root level from its own -l (WARNING by default), which would hide
+    # the INFO records IDP_SYNC_LOG_LEVEL asks for; a -l given here still wins.
+    level = ["-l", get_settings().log_level.upper()]
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-P", "threads", *level, *ctx.args]
     app.worker_main(argv)
 
 
@@ -111,7 +114,8 @@ def beat(ctx: click.Context) -> None:
     _logging()
     schedule = str((get_settings().data_dir / "beat-schedule").resolve())
     get_settings().ensure_data_dir()
-    app.start(["beat", f"--schedule={schedule}", *ctx.args])
+    level = ["-l", get_settings().log_level.upper()]  # as for the worker
+    app.start(["beat", f"--schedule={schedule}", *level, *ctx.args])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -4,110 +4,26 @@ and no event duplicated."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from job_workers import seed_default_members, start_worker
 from sqlalchemy.orm import Session
 
 from conftest import API_KEY, make_settings, serve, unique, wait_for
-from idp_sync.db import utcnow
 from idp_sync.events.models import Event
 from idp_sync.events.outbox import claim_due_messages
 from idp_sync.ids import new_id
 from idp_sync.jobs.models import Job
-from idp_sync.memberships.models import MembershipAudit, MembershipRole, OrganizationMembership
-from idp_sync.organizations.models import Organization
-from idp_sync.rbac.models import Role
+from idp_sync.memberships.models import MembershipAudit, MembershipRole
 from idp_sync.runtime import Runtime
 from idp_sync.tasks import create_celery_app, publish_pending
-from idp_sync.users.models import User
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 MEMBERS = 1500
-
-
-def _seed(engine: sa.Engine, org_id: str) -> list[str]:
-    """Memberships on the default role, written in bulk (the API would take too long)."""
-    now = utcnow()
-    with Session(engine) as db, db.begin():
-        member = db.scalar(
-            sa.select(Role).where(Role.scope == "environment", Role.slug == "member")
-        )
-        assert member is not None
-        db.add(Organization(id=org_id, name="Killed", metadata_={}, created_at=now, updated_at=now))
-        db.flush()
-        users = [
-            {
-                "id": new_id("user"),
-                "email": f"{unique('k')}@example.com",
-                "email_verified": False,
-                "metadata": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            for _ in range(MEMBERS)
-        ]
-        db.execute(sa.insert(User.__table__), users)
-        memberships = [
-            {
-                "id": new_id("membership"),
-                "organization_id": org_id,
-                "user_id": u["id"],
-                "status": "active",
-                "directory_managed": False,
-                "role_source": "default",
-                "uses_default": True,
-                "provenance": {},
-                "custom_attributes": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            for u in users
-        ]
-        db.execute(sa.insert(OrganizationMembership.__table__), memberships)
-        db.execute(
-            sa.insert(MembershipRole.__table__),
-            [
-                {
-                    "membership_id": m["id"],
-                    "role_id": member.id,
-                    "role_slug": "member",
-                    "position": 0,
-                }
-                for m in memberships
-            ],
-        )
-    return [m["id"] for m in memberships]
-
-
-def _worker(settings_env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings_env}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "idp_sync.cli",
-            "worker",
-            "-Q",
-            "bulk",
-            "-c",
-            "1",
-            "-P",
-            "solo",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "worker.log", "ab"),
-    )
 
 
 def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
@@ -134,7 +50,7 @@ def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
     app = create_celery_app(runtime=runtime)
     server = serve(runtime)
     org_id = new_id("organization")
-    ids = _seed(engine, org_id)
+    ids = seed_default_members(engine, org_id, MEMBERS)
     role = unique("after-kill")
     first = None
     try:
@@ -155,7 +71,7 @@ def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
                 assert job is not None
                 return job
 
-        first = _worker(env, tmp_path)
+        first = start_worker(env, tmp_path)
         wait_for(lambda: progress().done >= MEMBERS // 4, timeout=60, interval=0.02)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -163,7 +79,7 @@ def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
         assert killed_at.state == "running" and 0 < killed_at.done < MEMBERS
 
         # Redelivery: the sweeper republishes the job's outbox message once it is due.
-        second = _worker(env, tmp_path)
+        second = start_worker(env, tmp_path)
         try:
 
             def swept_and_done() -> bool:
