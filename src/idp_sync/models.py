@@ -1,5 +1,6 @@
 """Imports every table module so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from idp_sync import config_cache
 from idp_sync.auth import models as auth_models
 from idp_sync.db import Base
 from idp_sync.directory import models as directory_models
@@ -15,6 +16,7 @@ from idp_sync.webhooks import models as webhook_models
 __all__ = [
     "Base",
     "auth_models",
+    "config_cache",
     "directory_models",
     "event_models",
     "job_models",

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, Select, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_sync.config import Settings, get_settings
+from idp_sync.config_cache import ConfigCache
 from idp_sync.db import make_engine, make_sessionmaker
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class Runtime:
         self._sessionmaker: sessionmaker[Session] | None = None
         self._reader: Reader | None = None
         self.celery: Celery | None = None
+        # What sign-ins read of the configuration, checked against its token per request.
+        self.config_cache = ConfigCache()
 
     @property
     def engine(self) -> Engine:
@@ -200,6 +203,7 @@ class Runtime:
             self._engine.dispose()
         self._engine = None
         self._sessionmaker = None
+        self.config_cache.clear()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -98,6 +98,12 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
                 "schedule": settings.sequencer_interval_seconds,
                 "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
             },
+            # Likewise for sign-ins: the ACS asks for them to be folded in at once.
+            "sign-ins": {
+                "task": "idp_sync.sso.sign_ins",
+                "schedule": settings.sequencer_interval_seconds,
+                "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
+            },
             "reconcile": {
                 "task": "idp_sync.jobs.schedule_reconcile",
                 "schedule": settings.reconcile_interval_seconds,
@@ -190,15 +196,24 @@ def _publish_after_commit(session: Session) -> None:
 
 
 def request_sequencing(app: Celery) -> None:
-    """Ask for new events to be positioned soon, off the request path: a background
-    notifier coalesces requests into at most one message per ``_NOTIFY_PERIOD``."""
-    notifier = getattr(app, "_idp_sequencing_notifier", None)
+    """Ask for new events to be positioned soon, off the request path."""
+    request_task(app, "idp_sync.events.sequence", queue="sync")
+
+
+def request_task(app: Celery, task_name: str, *, queue: str) -> None:
+    """Ask for ``task_name`` (no arguments) to run soon, without waiting for the broker: a
+    background notifier per task coalesces requests into at most one message per
+    ``_NOTIFY_PERIOD``. For tasks that take their work from rows committed beforehand
+    (events to sequence, sign-ins to fold in) and that beat also runs on a schedule, so a
+    request lost with the process costs a delay, not the work."""
+    notifiers: dict[str, _Notifier] | None = getattr(app, "_idp_notifiers", None)
+    notifier = notifiers.get(task_name) if notifiers is not None else None
     if notifier is None:
         with _notifier_lock:
-            notifier = getattr(app, "_idp_sequencing_notifier", None)
+            notifiers = app.__dict__.setdefault("_idp_notifiers", {})
+            notifier = notifiers.get(task_name)
             if notifier is None:
-                notifier = _SequencingNotifier(app)
-                app._idp_sequencing_notifier = notifier
+                notifier = notifiers[task_name] = _Notifier(app, task_name, queue)
     notifier.wake()
 
 
@@ -206,17 +221,18 @@ _NOTIFY_PERIOD = 0.05
 _notifier_lock = threading.Lock()
 
 
-class _SequencingNotifier:
-    """One daemon thread per app that sends ``idp_sync.events.sequence`` when woken.
+class _Notifier:
+    """One daemon thread per app and task that sends the task when woken.
 
-    Losing a request is harmless (beat sequences every few seconds, and GET /events
-    sequences inline); what matters is that commits never wait on the broker for it.
+    Losing a request is harmless (beat runs the task every few seconds); what matters is
+    that commits never wait on the broker for it.
     """
 
-    def __init__(self, app: Celery) -> None:
-        self.app = app
+    def __init__(self, app: Celery, task_name: str, queue: str) -> None:
+        self.app, self.task_name, self.queue = app, task_name, queue
         self.wanted = threading.Event()
-        threading.Thread(target=self._run, name="idp-sync-sequencing", daemon=True).start()
+        name = f"idp-sync-notify-{task_name.rsplit('.', 1)[-1]}"
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def wake(self) -> None:
         self.wanted.set()
@@ -228,11 +244,12 @@ class _SequencingNotifier:
             try:
                 with self.app.producer_or_acquire() as producer:
                     self.app.send_task(
-                        "idp_sync.events.sequence", queue="sync", producer=producer, retry=False
+                        self.task_name, queue=self.queue, producer=producer, retry=False
                     )
             except Exception as exc:
                 log.warning(
-                    "sequencing request not sent; beat will sequence", extra={"error": str(exc)}
+                    "task request not sent; beat will run it",
+                    extra={"task_name": self.task_name, "error": str(exc)},
                 )
             time.sleep(_NOTIFY_PERIOD)
 

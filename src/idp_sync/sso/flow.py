@@ -21,15 +21,21 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Select, Table, TextClause, bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from idp_sync.config import Settings
-from idp_sync.db import is_postgres, utcnow
+from idp_sync.context import current_correlation_id
+from idp_sync.db import utcnow
+from idp_sync.directory.models import DirectoryUser
 from idp_sync.errors import BadRequest, NotFound, Unauthorized
 from idp_sync.ids import new_id
+from idp_sync.memberships.models import MembershipApiRole
+from idp_sync.memberships.models import OrganizationMembership as OM
 from idp_sync.memberships.recompute import RoleCatalog
+from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, RoleState, resolve
+from idp_sync.runtime import Runtime
 from idp_sync.sso import saml
 from idp_sync.sso import serializers as ser
 from idp_sync.sso.attributes import SignedProfile, read_profile
@@ -45,10 +51,11 @@ from idp_sync.sso.models import (
     SsoRedirectUri,
 )
 from idp_sync.sso.saml import SamlRefusal
-from idp_sync.sso.signin import resolve_profile
-from idp_sync.tasks import enqueue
+from idp_sync.sso.signin import directory_inputs, mappings_of
+from idp_sync.tasks import request_task
+from idp_sync.users.models import User
 
-SIGN_IN_TASK = "idp_sync.sso.sign_in"
+SIGN_INS_TASK = "idp_sync.sso.sign_ins"
 REQUEST_TTL = dt.timedelta(minutes=10)
 CODE_TTL = dt.timedelta(minutes=10)
 TOKEN_TTL = dt.timedelta(minutes=10)
@@ -148,12 +155,30 @@ def _attr(value: str) -> str:
 @dataclass(frozen=True)
 class Accepted:
     redirect_url: str
-    profile: SsoProfile
+    profile: dict[str, Any]  # the Profile as /sso/token will return it
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """What a sign-in reads of its connection, cached per configuration token (immutable:
+    shared between requests; ``attribute_maps`` is never written)."""
+
+    id: str
+    organization_id: str
+    connection_type: str
+    state: str
+    attribute_maps: dict[str, Any]
+    allow_idp_initiated: bool
+    sp: saml.SpConfig
+    mappings: tuple[GroupMapping, ...]
+    redirect_uris: tuple[str, ...]  # registered ones: the first is the IdP-initiated target
 
 
 def sp_config(session: Session, c: Connection, settings: Settings) -> saml.SpConfig:
     certs = session.scalars(
-        select(SamlIdpSigningCert.value).where(SamlIdpSigningCert.connection_id == c.id)
+        select(SamlIdpSigningCert.value)
+        .where(SamlIdpSigningCert.connection_id == c.id)
+        .order_by(SamlIdpSigningCert.id)
     ).all()
     return saml.SpConfig(
         sp_entity_id=c.sp_entity_id,
@@ -167,153 +192,322 @@ def sp_config(session: Session, c: Connection, settings: Settings) -> saml.SpCon
     )
 
 
+def _load_config(
+    conn: SAConnection, settings: Settings, connection_id: str
+) -> ConnectionConfig | None:
+    with Session(bind=conn) as session:
+        c = session.get(Connection, connection_id)
+        if c is None:
+            return None
+        return ConnectionConfig(
+            id=c.id,
+            organization_id=c.organization_id,
+            connection_type=c.connection_type,
+            state=c.state,
+            attribute_maps=dict(c.attribute_maps or {}),
+            allow_idp_initiated=c.allow_idp_initiated,
+            sp=sp_config(session, c, settings),
+            mappings=mappings_of(session, {c.id}).get(c.id, ()),
+            redirect_uris=tuple(registered_redirect_uris(settings, session)),
+        )
+
+
+def _role_state(conn: SAConnection, organization_id: str) -> RoleState:
+    with Session(bind=conn) as session:
+        return RoleCatalog(session).for_org(organization_id).state
+
+
 def accept(
-    session: Session,
-    settings: Settings,
-    connection: Connection,
+    runtime: Runtime,
+    connection_id: str,
     posted: str,
     *,
     ip_address: str | None,
     user_agent: str | None,
 ) -> Accepted:
-    """Validate a posted response and sign the user in; ``SamlRefusal`` on any failure."""
-    if connection.state != "active":
-        raise SamlRefusal("connection_inactive", 403)
-    now = utcnow()
-    assertion = saml.validate(posted, sp_config(session, connection, settings), now)
-    _remember_assertion(session, connection, assertion, settings)
-    redirect_uri, state = _consume_request(session, settings, connection, assertion, now)
-    signed = read_profile(assertion, connection.connection_type, connection.attribute_maps)
-    if not signed.email or "@" not in signed.email:
-        raise SamlRefusal("missing_email")
-    profile = _upsert_profile(session, connection, signed, now)
-    profile.roles = resolve_profile(session, profile, RoleCatalog(session))
-    login = SsoLoginEvent(
-        id=new_id("sso_login"),
-        profile_id=profile.id,
-        connection_id=connection.id,
-        ip_address=ip_address,
-        user_agent=(user_agent or "")[:512] or None,
-        created_at=now,
-    )
-    session.add(login)
-    session.flush()
-    enqueue(session, SIGN_IN_TASK, queue="sync", login_id=login.id)
-    code = secrets.token_urlsafe(32)
-    session.add(
-        SsoAuthorizationCode(
-            code_hash=_hash(code),
-            profile_id=profile.id,
-            redirect_uri=redirect_uri,
-            profile=ser.profile(profile, connection.connection_type),
-            expires_at=now + CODE_TTL,
-            created_at=now,
+    """Validate a posted response and sign the user in; ``SamlRefusal`` on any failure.
+
+    The hot path of SSO: one transaction on one connection, Core statements only (the
+    ORM is for loading what the configuration cache does not hold), committed here, and
+    the sign-in task published after the commit."""
+    settings, cache = runtime.settings, runtime.config_cache
+    with runtime.engine.begin() as conn:
+        token = cache.token(conn)
+        config = cache.get(
+            token,
+            ("sso_connection", connection_id),
+            lambda: _load_config(conn, settings, connection_id),
         )
-    )
+        if config is None:
+            raise SamlRefusal("connection_not_found", 404)
+        if config.state != "active":
+            raise SamlRefusal("connection_inactive", 403)
+        now = utcnow()
+        assertion = saml.validate(posted, config.sp, now)
+        _remember_assertion(conn, config.id, assertion, settings)
+        redirect_uri, state = _consume_request(conn, config, assertion, now)
+        signed = read_profile(assertion, config.connection_type, config.attribute_maps)
+        if not signed.email or "@" not in signed.email:
+            raise SamlRefusal("missing_email")
+        known = conn.execute(
+            _PROFILE, {"connection_id": config.id, "idp_id": signed.idp_id}
+        ).first()
+        # Entra groups overage: the groups are unknown; the last known ones are kept.
+        groups = list(signed.groups if signed.groups is not None else known.groups if known else [])
+        state_of_org = cache.get(
+            token,
+            ("org_roles", config.organization_id),
+            lambda: _role_state(conn, config.organization_id),
+        )
+        user_id = known.user_id if known else None
+        roles = _resolve(conn, config, state_of_org, user_id, signed.email, groups)
+        profile_id = _upsert_profile(conn, config, signed, roles, now)
+        conn.execute(
+            insert(_LOGINS),
+            {
+                "id": new_id("sso_login"),
+                "profile_id": profile_id,
+                "connection_id": config.id,
+                "ip_address": ip_address,
+                "user_agent": (user_agent or "")[:512] or None,
+                "correlation_id": current_correlation_id(),
+                "created_at": now,
+            },
+        )
+        profile = ser.profile(profile_id, config, signed, roles, groups)
+        code = secrets.token_urlsafe(32)
+        conn.execute(
+            insert(_CODES),
+            {
+                "code_hash": _hash(code),
+                "profile_id": profile_id,
+                "redirect_uri": redirect_uri,
+                "profile": profile,
+                "expires_at": now + CODE_TTL,
+                "created_at": now,
+            },
+        )
+    if runtime.celery is not None:
+        # The login row is the work: the worker takes every pending one (beat runs the
+        # task too, so a request lost with this process only delays it).
+        request_task(runtime.celery, SIGN_INS_TASK, queue="sync")
     params = {"code": code, **({"state": state} if state is not None else {})}
     separator = "&" if urlsplit(redirect_uri).query else "?"
     return Accepted(f"{redirect_uri}{separator}{urlencode(params)}", profile)
 
 
+_PROFILES = cast(Table, SsoProfile.__table__)
+_LOGINS = cast(Table, SsoLoginEvent.__table__)
+_CODES = cast(Table, SsoAuthorizationCode.__table__)
+_REQUESTS = cast(Table, SamlAuthnRequest.__table__)
+_REPLAYS = cast(Table, SamlAssertionReplay.__table__)
+_PROFILE = select(_PROFILES.c.user_id, _PROFILES.c.groups).where(
+    _PROFILES.c.connection_id == bindparam("connection_id"),
+    _PROFILES.c.idp_id == bindparam("idp_id"),
+)
+
+
+def _membership_statement(by: str) -> Select[Any]:
+    """The membership's id, API roles (in order) and whether a live directory user links
+    it (then its directory input is loaded too): the membership of the profile's user in
+    the organization, else (the worker has not linked the profile yet) of the user with
+    the profile's email; as ``signin._memberships_inputs`` finds it."""
+    om = cast(Table, OM.__table__)
+    api = cast(Table, MembershipApiRole.__table__)
+    du = cast(Table, DirectoryUser.__table__)
+    users = cast(Table, User.__table__)
+    linked = (
+        select(du.c.id)
+        .where(
+            du.c.user_id == om.c.user_id,
+            du.c.organization_id == om.c.organization_id,
+            du.c.deleted_at.is_(None),
+            du.c.active.is_(True),
+        )
+        .exists()
+    )
+    query = (
+        select(om.c.id, api.c.role_slug, linked.label("linked"))
+        .select_from(om.join(users, users.c.id == om.c.user_id))
+        .outerjoin(api, api.c.membership_id == om.c.id)
+        .where(om.c.organization_id == bindparam("organization_id"))
+        .order_by(om.c.id, api.c.position)
+    )
+    if by == "user":
+        return query.where(om.c.user_id == bindparam("user_id"))
+    return query.where(users.c.email == bindparam("email"))
+
+
+_MEMBERSHIP_BY_USER = _membership_statement("user")
+_MEMBERSHIP_BY_EMAIL = _membership_statement("email")
+
+
+def _resolve(
+    conn: SAConnection,
+    config: ConnectionConfig,
+    state: RoleState,
+    user_id: str | None,
+    email: str,
+    groups: list[str],
+) -> list[str]:
+    """The role(s) the profile's membership will have (as ``signin.resolve_profiles``): the
+    membership's own inputs (API roles, directory) when it exists, with this sign-in's
+    groups as the SSO source."""
+    if user_id is not None:
+        rows = conn.execute(
+            _MEMBERSHIP_BY_USER, {"organization_id": config.organization_id, "user_id": user_id}
+        ).all()
+    else:
+        rows = conn.execute(
+            _MEMBERSHIP_BY_EMAIL, {"organization_id": config.organization_id, "email": email}
+        ).all()
+    membership_id = rows[0].id if rows else None
+    api_roles = tuple(r.role_slug for r in rows if r.id == membership_id and r.role_slug)
+    directory = None
+    if rows and rows[0].linked:
+        with Session(bind=conn) as session:
+            directory = directory_inputs(session, [rows[0].id]).get(rows[0].id)
+    member = MembershipInput(
+        api_roles=api_roles,
+        directory=directory,
+        sso=IdpInput(config.id, frozenset(groups), config.mappings),
+    )
+    return list(resolve(state, member).roles)
+
+
 def _consume_request(
-    session: Session,
-    settings: Settings,
-    connection: Connection,
+    conn: SAConnection,
+    config: ConnectionConfig,
     assertion: saml.ValidAssertion,
     now: dt.datetime,
 ) -> tuple[str, str | None]:
     """SP-initiated: the outstanding AuthnRequest answered (SAML profiles §4.1.4.2:
     InResponseTo), deleted so it answers once. IdP-initiated: only where allowed."""
     if assertion.in_response_to is None:
-        uris = registered_redirect_uris(settings, session)
-        if not connection.allow_idp_initiated or not uris:
+        if not config.allow_idp_initiated or not config.redirect_uris:
             raise SamlRefusal("idp_initiated_not_allowed", 403)
-        return uris[0], None
+        return config.redirect_uris[0], None
     # One statement: the row is locked, read and gone; a refusal below rolls it all back.
-    # On the table, not the ORM entity: nothing of it is in the session to synchronise.
-    table = cast(Table, SamlAuthnRequest.__table__)
-    request = session.execute(
+    table = _REQUESTS
+    request = conn.execute(
         delete(table)
         .where(table.c.id == assertion.in_response_to)
         .returning(table.c.connection_id, table.c.redirect_uri, table.c.state, table.c.expires_at)
     ).first()
-    if request is None or request.connection_id != connection.id:
+    if request is None or request.connection_id != config.id:
         raise SamlRefusal("in_response_to_mismatch")
     if request.expires_at <= now:
         raise SamlRefusal("authn_request_expired")
     return request.redirect_uri, request.state
 
 
+# Profile columns a sign-in writes over; with its groups, unless the IdP sent the Entra
+# groups overage claim instead of them.
+_SIGN_IN_COLUMNS = (
+    "email",
+    "first_name",
+    "last_name",
+    "name",
+    "raw_attributes",
+    "groups_known",
+    "roles",
+    "last_sign_in_at",
+    "updated_at",
+)
+_GROUP_COLUMNS = ("groups", "groups_received_at")
+
+
+def _upsert(table: Table, columns: tuple[str, ...], conflict: str, update: str) -> TextClause:
+    """``INSERT .. ON CONFLICT .. RETURNING`` as one constant statement with typed
+    parameters, the same text on PostgreSQL and SQLite. (SQLAlchemy does not cache the
+    compiled form of its dialect ``insert().on_conflict_*()`` constructs: built that way,
+    each sign-in compiled both of these again.) Names come from the table only."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f":{c}" for c in columns)
+    sql = (
+        f"INSERT INTO {table.name} ({names}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT ({conflict}) {update}"
+    )
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+
+
+_REPLAY_INSERT = _upsert(
+    _REPLAYS,
+    ("assertion_id", "connection_id", "not_on_or_after", "created_at"),
+    "assertion_id",
+    "DO NOTHING RETURNING assertion_id",
+)
+
+
+def _profile_upsert(columns: tuple[str, ...]) -> TextClause:
+    inserted = ("id", "connection_id", "organization_id", "idp_id", "created_at")
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns)
+    return _upsert(
+        _PROFILES,
+        inserted + _SIGN_IN_COLUMNS + _GROUP_COLUMNS,
+        "connection_id, idp_id",
+        f"DO UPDATE SET {updates} RETURNING id",
+    )
+
+
+_PROFILE_UPSERT = _profile_upsert(_SIGN_IN_COLUMNS + _GROUP_COLUMNS)
+_PROFILE_UPSERT_KEEPING_GROUPS = _profile_upsert(_SIGN_IN_COLUMNS)
+
+
 def _remember_assertion(
-    session: Session, connection: Connection, assertion: saml.ValidAssertion, settings: Settings
+    conn: SAConnection, connection_id: str, assertion: saml.ValidAssertion, settings: Settings
 ) -> None:
     """The replay cache (DESIGN §7), in one statement: the insert does nothing if the id is
     known. A concurrent use of the same id waits on the unique index for the other
     transaction: if that one commits, this one is the replay."""
     keep_until = assertion.not_on_or_after + dt.timedelta(seconds=settings.saml_clock_skew_seconds)
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    table = cast(Table, SamlAssertionReplay.__table__)
-    stored = session.execute(
-        insert(table)
-        .values(
-            assertion_id=assertion.assertion_id,
-            connection_id=connection.id,
-            not_on_or_after=keep_until,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=[table.c.assertion_id])
-        .returning(table.c.assertion_id)
+    stored = conn.execute(
+        _REPLAY_INSERT,
+        {
+            "assertion_id": assertion.assertion_id,
+            "connection_id": connection_id,
+            "not_on_or_after": keep_until,
+            "created_at": utcnow(),
+        },
     ).first()
     if stored is None:
         raise SamlRefusal("replayed")
 
 
 def _upsert_profile(
-    session: Session, connection: Connection, signed: SignedProfile, now: dt.datetime
-) -> SsoProfile:
-    query = (
-        select(SsoProfile)
-        .where(SsoProfile.connection_id == connection.id, SsoProfile.idp_id == signed.idp_id)
-        .with_for_update()
-    )
-    profile = session.scalar(query)
-    if profile is None:
-        # A first sign-in. Two at once for the same person (two tabs, a retry) must not
-        # collide on the unique key: the insert of the second waits for the first
-        # transaction and then does nothing; both go on with the one row, under lock.
-        insert = postgresql.insert if is_postgres(session) else sqlite.insert
-        table = cast(Table, SsoProfile.__table__)
-        session.execute(
-            insert(table)
-            .values(
-                id=new_id("sso_profile"),
-                connection_id=connection.id,
-                organization_id=connection.organization_id,
-                idp_id=signed.idp_id,
-                email=signed.email,
-                groups=[],
-                created_at=now,
-                updated_at=now,
-                last_sign_in_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[table.c.connection_id, table.c.idp_id])
-        )
-        profile = session.scalar(query.execution_options(populate_existing=True))
-        assert profile is not None  # inserted by this transaction or a committed one
-    profile.email = signed.email
-    profile.first_name, profile.last_name, profile.name = (
-        signed.first_name,
-        signed.last_name,
-        signed.name,
-    )
-    profile.raw_attributes = signed.raw_attributes
-    # Entra groups overage: the groups are unknown; keep the last known ones.
-    profile.groups_known = signed.groups is not None
-    if signed.groups is not None:
-        profile.groups = list(signed.groups)
-        profile.groups_received_at = now
-    profile.last_sign_in_at = profile.updated_at = now
-    return profile
+    conn: SAConnection,
+    config: ConnectionConfig,
+    signed: SignedProfile,
+    roles: list[str],
+    now: dt.datetime,
+) -> str:
+    """The profile written in one statement, its id returned. Two first sign-ins at once
+    for the same person (two tabs, a retry) do not collide on the unique key: the second
+    waits for the first transaction and then updates the one row."""
+    known = signed.groups is not None
+    values: dict[str, Any] = {
+        "id": new_id("sso_profile"),
+        "connection_id": config.id,
+        "organization_id": config.organization_id,
+        "idp_id": signed.idp_id,
+        "created_at": now,
+        "email": signed.email,
+        "first_name": signed.first_name,
+        "last_name": signed.last_name,
+        "name": signed.name,
+        "raw_attributes": signed.raw_attributes,
+        "groups_known": known,
+        "roles": roles,
+        "last_sign_in_at": now,
+        "updated_at": now,
+        # A first sign-in with the overage claim starts with no known groups.
+        "groups": list(signed.groups) if signed.groups is not None else [],
+        "groups_received_at": now if known else None,
+    }
+    profile_id: str = conn.execute(
+        _PROFILE_UPSERT if known else _PROFILE_UPSERT_KEEPING_GROUPS, values
+    ).scalar_one()
+    return profile_id
 
 
 # --- token and profile ----------------------------------------------------------------

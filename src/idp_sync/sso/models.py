@@ -139,6 +139,8 @@ class SsoLoginEvent(Base):
     connection_id: Mapped[str] = mapped_column(String(40))
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # The ACS request's, for the worker's logs (the row is the task's only message).
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

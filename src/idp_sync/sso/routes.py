@@ -51,8 +51,11 @@ class SsoRoute(APIRoute):
             except BaseException:
                 await finishing(request, rollback_and_close, session)
                 raise
-            # One hop to a thread for both: each costs a thread switch per request.
-            await finishing(request, commit_and_close, session)
+            if session.in_transaction():
+                # One hop to a thread for both: each costs a thread switch per request.
+                await finishing(request, commit_and_close, session)
+            else:  # the ACS: its transaction is its own, and over
+                session.close()
             return response
 
         return route
@@ -115,31 +118,25 @@ def authorize(
 
 
 @router.post("/sso/saml/{connection_id}/acs")
-async def acs(connection_id: str, request: Request, session: SessionDep) -> Response:
-    """The Assertion Consumer Service (HTTP-POST binding, SAML bindings §3.5)."""
-    settings = request.app.state.runtime.settings
+async def acs(connection_id: str, request: Request) -> Response:
+    """The Assertion Consumer Service (HTTP-POST binding, SAML bindings §3.5). The sign-in
+    runs in one transaction of its own (``flow.accept``), committed in the same thread."""
+    runtime: Runtime = request.app.state.runtime
     body = await request.body()
-    if len(body) > (settings.saml_max_response_bytes * 4) // 3 * 3 + 8192:  # url-encoded base64
-        raise SamlRefusal("response_too_large", 413)
+    if len(body) > (runtime.settings.saml_max_response_bytes * 4) // 3 * 3 + 8192:
+        raise SamlRefusal("response_too_large", 413)  # url-encoded base64
     form = parse_qs(body.decode("latin-1"), max_num_fields=10)
     posted = (form.get("SAMLResponse") or [""])[0]
     if not posted:
         raise SamlRefusal("missing_saml_response")
-
-    def run() -> flow.Accepted:
-        connection = session.get(Connection, connection_id)
-        if connection is None:
-            raise SamlRefusal("connection_not_found", 404)
-        return flow.accept(
-            session,
-            settings,
-            connection,
-            posted,
-            ip_address=_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
-
-    accepted = await run_in_threadpool(run)
+    accepted = await run_in_threadpool(
+        flow.accept,
+        runtime,
+        connection_id,
+        posted,
+        ip_address=_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
     SAML_SIGNINS.labels("accepted", "").inc()
     return RedirectResponse(accepted.redirect_url, status_code=302)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idp_sync.sso.models import (
     Connection,
     SamlIdpSigningCert,
     SsoGroupRoleMapping,
-    SsoProfile,
     SsoRedirectUri,
 )
 from idp_sync.wire import iso
+
+if TYPE_CHECKING:
+    from idp_sync.sso.attributes import SignedProfile
+    from idp_sync.sso.flow import ConnectionConfig
 
 
 def connection(c: Connection) -> dict[str, Any]:
@@ -64,24 +67,31 @@ def mapping(m: SsoGroupRoleMapping) -> dict[str, Any]:
     }
 
 
-def profile(p: SsoProfile, connection_type: str) -> dict[str, Any]:
-    """``Profile`` with the role(s) resolved at sign-in (``SlimRole`` = ``{"slug"}``)."""
+def profile(
+    profile_id: str,
+    c: ConnectionConfig,
+    signed: SignedProfile,
+    roles: list[str],
+    groups: list[str],
+) -> dict[str, Any]:
+    """``Profile`` with the role(s) resolved at sign-in (``SlimRole`` = ``{"slug"}``);
+    ``groups`` are the sign-in's, or the last known ones after an Entra groups overage."""
     return {
         "object": "profile",
-        "id": p.id,
-        "organization_id": p.organization_id,
-        "connection_id": p.connection_id,
-        "connection_type": connection_type,
-        "idp_id": p.idp_id,
-        "email": p.email,
-        "first_name": p.first_name,
-        "last_name": p.last_name,
-        "name": p.name,
-        "role": {"slug": p.roles[0]} if p.roles else None,
-        "roles": [{"slug": slug} for slug in p.roles],
-        "groups": list(p.groups),
+        "id": profile_id,
+        "organization_id": c.organization_id,
+        "connection_id": c.id,
+        "connection_type": c.connection_type,
+        "idp_id": signed.idp_id,
+        "email": signed.email,
+        "first_name": signed.first_name,
+        "last_name": signed.last_name,
+        "name": signed.name,
+        "role": {"slug": roles[0]} if roles else None,
+        "roles": [{"slug": slug} for slug in roles],
+        "groups": groups,
         "custom_attributes": {},
-        "raw_attributes": p.raw_attributes,
+        "raw_attributes": signed.raw_attributes,
     }
 
 

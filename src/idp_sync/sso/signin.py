@@ -3,12 +3,14 @@
 * ``load_sso_inputs`` is the resolver's SSO source, registered in
   ``memberships.recompute.IDP_LOADERS``: a membership gets the groups of the last sign-in
   of its user's profile in that organization, through a connection that has mappings.
-* ``resolve_profile`` resolves a profile's role(s) at sign-in, in the ACS request.
+* ``resolve_profiles`` resolves profiles' role(s) as a sign-in does (``flow.accept``
+  does it for one profile with its own statements); a role deletion re-resolves with it.
 * ``explain_sso_source`` is the SSO entry of a membership's role explanation: which
   profile's groups were used, and whether they are the last known ones (Entra overage).
-* ``process_login`` (the ``idp_sync.sso.sign_in`` task) creates the user and membership
-  just in time, recomputes the membership and writes the events; it reads current state
-  only, so a duplicated or late delivery converges on the same result.
+* ``process_login`` (run by the ``idp_sync.sso.sign_ins`` task for each pending sign-in,
+  taken by ``take_pending_login``) creates the user and membership just in time,
+  recomputes the membership and writes the events; it reads current state only, so a
+  duplicated or late run converges on the same result.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def resolve_profiles(
         return []
     mappings = mappings_of(session, {p.connection_id for p in profiles})
     memberships = _memberships_inputs(session, profiles)
-    directory = _directory_inputs(session, [mid for mid, _ in memberships.values()])
+    directory = directory_inputs(session, [mid for mid, _ in memberships.values()])
     resolved = []
     for profile in profiles:
         sso = IdpInput(
@@ -194,7 +196,7 @@ def _memberships_inputs(
     return inputs
 
 
-def _directory_inputs(session: Session, membership_ids: list[str]) -> dict[str, IdpInput]:
+def directory_inputs(session: Session, membership_ids: list[str]) -> dict[str, IdpInput]:
     """The memberships' directory inputs, as ``idp_inputs`` merges them, without running
     this module's own loader: a stored SSO input gives way to the profile's groups."""
     found: dict[str, IdpInput] = {}
@@ -206,6 +208,20 @@ def _directory_inputs(session: Session, membership_ids: list[str]) -> dict[str, 
                 if directory is not None:
                     found[membership_id] = directory
     return found
+
+
+def take_pending_login(session: Session) -> tuple[str, str | None] | None:
+    """The oldest sign-in not folded in yet, locked for this transaction, with its
+    correlation id; rows another transaction holds are skipped, so workers folding at once
+    take different ones (SQLite has one writer at a time anyway)."""
+    row = session.execute(
+        select(SsoLoginEvent.id, SsoLoginEvent.correlation_id)
+        .where(SsoLoginEvent.processed_at.is_(None))
+        .order_by(SsoLoginEvent.processed_at, SsoLoginEvent.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    return (row.id, row.correlation_id) if row is not None else None
 
 
 def process_login(session: Session, login_id: str) -> str:
