@@ -343,3 +343,27 @@ def test_mapping_changes_can_be_previewed_without_writing(
     assert gone.json()["transitions"] == [{"from": [admin], "to": [default], "count": 1}]
     assert [m["role_slug"] for m in http.get(mappings).json()["data"]] == [admin]
     assert _membership(sso_sdk, setup.org_id).role.slug == admin
+
+
+def test_workers_folding_at_once_take_different_sign_ins(
+    sso_sdk, http, setup: Setup, engine
+) -> None:
+    """The login row is the sign-in task's message: two transactions taking pending rows at
+    once (two workers) never take the same one, and a taken row is not taken again."""
+    from sqlalchemy.orm import Session
+
+    from idp_sync.sso.signin import process_login, take_pending_login
+
+    sign_in(sso_sdk, http, setup, [])  # no worker: the sign-ins stay pending
+    sign_in(sso_sdk, http, setup, [])
+    with Session(engine) as first, Session(engine) as second:
+        taken = take_pending_login(first)
+        other = take_pending_login(second)
+        assert taken is not None and other is not None
+        assert taken[0] != other[0]
+        assert process_login(first, taken[0]) == "done"
+        first.commit()
+        second.rollback()
+    with Session(engine) as third:
+        again = take_pending_login(third)
+        assert again is not None and again[0] != taken[0]
