@@ -301,6 +301,16 @@ _LOGINS = cast(Table, SsoLoginEvent.__table__)
 _CODES = cast(Table, SsoAuthorizationCode.__table__)
 _REQUESTS = cast(Table, SamlAuthnRequest.__table__)
 _REPLAYS = cast(Table, SamlAssertionReplay.__table__)
+_CONSUME_REQUEST = (
+    delete(_REQUESTS)
+    .where(_REQUESTS.c.id == bindparam("id"))
+    .returning(
+        _REQUESTS.c.connection_id,
+        _REQUESTS.c.redirect_uri,
+        _REQUESTS.c.state,
+        _REQUESTS.c.expires_at,
+    )
+)
 _PROFILE = select(_PROFILES.c.user_id, _PROFILES.c.groups).where(
     _PROFILES.c.connection_id == bindparam("connection_id"),
     _PROFILES.c.idp_id == bindparam("idp_id"),
@@ -388,12 +398,7 @@ def _consume_request(
             raise SamlRefusal("idp_initiated_not_allowed", 403)
         return config.redirect_uris[0], None
     # One statement: the row is locked, read and gone; a refusal below rolls it all back.
-    table = _REQUESTS
-    request = conn.execute(
-        delete(table)
-        .where(table.c.id == assertion.in_response_to)
-        .returning(table.c.connection_id, table.c.redirect_uri, table.c.state, table.c.expires_at)
-    ).first()
+    request = conn.execute(_CONSUME_REQUEST, {"id": assertion.in_response_to}).first()
     if request is None or request.connection_id != config.id:
         raise SamlRefusal("in_response_to_mismatch")
     if request.expires_at <= now:
