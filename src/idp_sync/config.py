@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     saml_max_response_bytes: int = Field(
         default=256 * 1024, alias="IDP_SYNC_SAML_MAX_RESPONSE_BYTES", ge=1024
     )
+    # Sign-ins the ACS validates at once in one process. Validation is CPU under the GIL;
+    # more threads than this only contend for it (8 at once cost ~1.7x the CPU of 2).
+    acs_threads: int = Field(default=2, alias="IDP_SYNC_ACS_THREADS", ge=1, le=64)
 
     # HTTP
     idempotency_ttl_hours: int = Field(default=24, alias="IDP_SYNC_IDEMPOTENCY_TTL_HOURS")

@@ -6,11 +6,13 @@ everything back, then records only ``authentication.sso_failed`` (and the counte
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -129,7 +131,13 @@ async def acs(connection_id: str, request: Request) -> Response:
     posted = (form.get("SAMLResponse") or [""])[0]
     if not posted:
         raise SamlRefusal("missing_saml_response")
-    accepted = await run_in_threadpool(
+    state = request.app.state
+    limiter = getattr(state, "acs_limiter", None)
+    if limiter is None:
+        limiter = state.acs_limiter = anyio.CapacityLimiter(runtime.settings.acs_threads)
+    # Its own threads, a few: the transaction begins and ends in the thread, so a sign-in
+    # never holds a lock while it waits for one of them.
+    accept = functools.partial(
         flow.accept,
         runtime,
         connection_id,
@@ -137,6 +145,7 @@ async def acs(connection_id: str, request: Request) -> Response:
         ip_address=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
+    accepted = await anyio.to_thread.run_sync(accept, limiter=limiter)
     SAML_SIGNINS.labels("accepted", "").inc()
     return RedirectResponse(accepted.redirect_url, status_code=302)
 
