@@ -94,3 +94,68 @@ def test_embedded_default_runs_a_job_on_a_real_worker(embedded_settings: Setting
         live.stop()
         runtime.dispose()
     assert (data_dir / "broker.sqlite").is_file()
+
+
+def test_embedded_default_signs_in_through_the_acs_and_the_worker(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """The ACS's Core statements (the replay insert, the profile upsert, the consumed
+    AuthnRequest) and the sign-ins task on SQLite, with the SQLAlchemy broker."""
+    from workos import WorkOSClient
+
+    from conftest import free_port
+    from sso.saml_idp import TestIdp
+    from sso.sso_helpers import REDIRECT_URI, Setup, create_connection, post_acs, start_sign_in
+    from sso.test_sso_flow import _map, sign_in
+
+    port = free_port()
+    settings = embedded_settings.model_copy(
+        update={
+            "public_url": f"http://127.0.0.1:{port}",
+            "client_id": "client_test",
+            "redirect_uris": REDIRECT_URI,
+        }
+    )
+    upgrade(settings.effective_database_url)
+    runtime = Runtime(settings)
+    app = create_celery_app(runtime=runtime)
+    live = serve(runtime, port)
+    api = httpx.Client(base_url=live.url, headers=HEADERS, timeout=30)
+    sdk = WorkOSClient(api_key=API_KEY, client_id="client_test", base_url=live.url, max_retries=0)
+    try:
+        with worker_and_beat(app):
+            idp = TestIdp()
+            org = sdk.organizations.create_organization(name=unique("Sso"))
+            connection = create_connection(sdk, idp, org.id)
+            saml = api.get(f"/connections/{connection.id}").json()["saml"]
+            setup = Setup(idp, org.id, connection.id, saml["acs_url"], saml["sp_entity_id"])
+            admin = unique("org-admin")
+            made = api.post(
+                f"/authorization/organizations/{org.id}/roles", json={"slug": admin, "name": "A"}
+            )
+            assert made.status_code == 201, made.text
+            _map(api, connection.id, "Admins", admin)
+            first, _ = sign_in(sdk, api, setup, ["Admins"])
+            assert first.profile.role.slug == admin
+            again, _ = sign_in(sdk, api, setup, ["Other"])  # the same profile, updated
+            assert again.profile.id == first.profile.id
+            assert again.profile.role.slug == "member"
+
+            def membership() -> dict | None:
+                page = api.get(
+                    "/user_management/organization_memberships", params={"organization_id": org.id}
+                ).json()["data"]
+                return page[0] if page and page[0]["role"]["slug"] == "member" else None
+
+            assert wait_for(membership, timeout=30)["user"]["email"] == "ada@example.com"
+            request_id = start_sign_in(api, connection.id)
+            replayed = idp.response(
+                acs_url=setup.acs_url, audience=setup.sp_entity_id, in_response_to=request_id
+            )
+            assert post_acs(api, setup, replayed).status_code == 302
+            refused = post_acs(api, setup, replayed)
+            assert (refused.status_code, refused.json()["code"]) == (400, "replayed")
+    finally:
+        api.close()
+        live.stop()
+        runtime.dispose()
