@@ -367,3 +367,47 @@ def test_workers_folding_at_once_take_different_sign_ins(
     with Session(engine) as third:
         again = take_pending_login(third)
         assert again is not None and again[0] != taken[0]
+
+
+def test_the_acs_resolves_as_the_worker_side_resolver_does(
+    sso_sdk, http, setup: Setup, engine
+) -> None:
+    """The ACS reads a sign-in's inputs with its own statements; ``resolve_profiles`` (a
+    role deletion's re-resolution) reads them with its own. On the same state both give
+    the same roles: a user with an API role and a mapped group, one with an API role and
+    no mapped group, a first sign-in with no user, and a known profile signing in again."""
+    from sqlalchemy.orm import Session
+    from workos.organization_membership._resource import RoleSingle
+
+    from idp_sync.memberships.recompute import RoleCatalog
+    from idp_sync.sso.models import SsoProfile
+    from idp_sync.sso.signin import resolve_profiles
+
+    admin, viewer = _roles(sso_sdk, setup.org_id)
+    _map(http, setup.connection_id, "Admins", admin)
+    emails = [f"{unique(n)}@example.com" for n in ("api-idp", "api-only", "new")]
+    for email in emails[:2]:
+        user = sso_sdk.user_management.create_user(email=email)
+        sso_sdk.organization_membership.create_organization_membership(
+            user_id=user.id, organization_id=setup.org_id, role=RoleSingle(role_slug=viewer)
+        )
+    signed_in = [
+        sign_in(sso_sdk, http, setup, ["Admins"], name_id=emails[0])[0].profile,
+        sign_in(sso_sdk, http, setup, ["Other"], name_id=emails[1])[0].profile,
+        sign_in(sso_sdk, http, setup, ["Admins"], name_id=emails[2])[0].profile,
+        sign_in(sso_sdk, http, setup, ["Other"], name_id=emails[0])[0].profile,  # again
+    ]
+    assert [[r.slug for r in p.roles or []] for p in signed_in] == [
+        [admin],  # the IdP source beats the API role
+        ["member"],  # an SSO source that maps nothing gives the default (DESIGN §3)
+        [admin],
+        ["member"],  # the mapped group gone: the default, not the API role
+    ]
+    assert signed_in[0].id == signed_in[3].id  # signing in again updates the profile
+    with Session(engine) as session:
+        profiles = [session.get(SsoProfile, p.id) for p in signed_in[1:]]
+        found = [p for p in profiles if p is not None]
+        assert len(found) == 3
+        stored = [p.roles for p in found]
+        again = resolve_profiles(session, found, RoleCatalog(session))
+    assert again == stored == [[r.slug for r in p.roles or []] for p in signed_in[1:]]

@@ -22,7 +22,21 @@ from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Select, Table, TextClause, bindparam, delete, insert, select, text
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from idp_sync.config import Settings
@@ -249,18 +263,18 @@ def accept(
         signed = read_profile(assertion, config.connection_type, config.attribute_maps)
         if not signed.email or "@" not in signed.email:
             raise SamlRefusal("missing_email")
-        known = conn.execute(
-            _PROFILE, {"connection_id": config.id, "idp_id": signed.idp_id}
-        ).first()
+        known = _known(conn, config, signed)
         # Entra groups overage: the groups are unknown; the last known ones are kept.
-        groups = list(signed.groups if signed.groups is not None else known.groups if known else [])
+        if signed.groups is not None:
+            groups = list(signed.groups)
+        else:
+            groups = list(known[0].groups or []) if known and known[0].profile_known else []
         state_of_org = cache.get(
             token,
             ("org_roles", config.organization_id),
             lambda: _role_state(conn, config.organization_id),
         )
-        user_id = known.user_id if known else None
-        roles = _resolve(conn, config, state_of_org, user_id, signed.email, groups)
+        roles = _resolve(conn, config, state_of_org, known, groups)
         profile_id = _upsert_profile(conn, config, signed, roles, now)
         conn.execute(
             insert(_LOGINS),
@@ -311,17 +325,15 @@ _CONSUME_REQUEST = (
         _REQUESTS.c.expires_at,
     )
 )
-_PROFILE = select(_PROFILES.c.user_id, _PROFILES.c.groups).where(
-    _PROFILES.c.connection_id == bindparam("connection_id"),
-    _PROFILES.c.idp_id == bindparam("idp_id"),
-)
 
 
-def _membership_statement(by: str) -> Select[Any]:
-    """The membership's id, API roles (in order) and whether a live directory user links
-    it (then its directory input is loaded too): the membership of the profile's user in
-    the organization, else (the worker has not linked the profile yet) of the user with
-    the profile's email; as ``signin._memberships_inputs`` finds it."""
+def _membership_reads() -> tuple[Select[Any], Select[Any]]:
+    """What resolving a sign-in reads, for a known profile and for a first sign-in: the
+    membership's id, its API roles (in order) and whether a live directory user links it
+    (then its directory input is loaded too). The membership is that of the profile's
+    user in the organization, else (no profile yet, or the worker has not linked it) of
+    the user with the sign-in's email, as ``signin._memberships_inputs`` finds it. For a
+    known profile, one statement also returns its user and last known groups."""
     om = cast(Table, OM.__table__)
     api = cast(Table, MembershipApiRole.__table__)
     du = cast(Table, DirectoryUser.__table__)
@@ -335,48 +347,75 @@ def _membership_statement(by: str) -> Select[Any]:
             du.c.active.is_(True),
         )
         .exists()
+        .label("linked")
     )
-    query = (
-        select(om.c.id, api.c.role_slug, linked.label("linked"))
-        .select_from(om.join(users, users.c.id == om.c.user_id))
+    by_email = select(users.c.id).where(users.c.email == bindparam("email")).scalar_subquery()
+    in_org = om.c.organization_id == bindparam("organization_id")
+    known = (
+        select(
+            literal(True).label("profile_known"),
+            _PROFILES.c.groups,
+            om.c.id,
+            api.c.role_slug,
+            linked,
+        )
+        .select_from(_PROFILES)
+        .outerjoin(om, and_(in_org, om.c.user_id == func.coalesce(_PROFILES.c.user_id, by_email)))
         .outerjoin(api, api.c.membership_id == om.c.id)
-        .where(om.c.organization_id == bindparam("organization_id"))
-        .order_by(om.c.id, api.c.position)
+        .where(
+            _PROFILES.c.connection_id == bindparam("connection_id"),
+            _PROFILES.c.idp_id == bindparam("idp_id"),
+        )
+        .order_by(api.c.position)
     )
-    if by == "user":
-        return query.where(om.c.user_id == bindparam("user_id"))
-    return query.where(users.c.email == bindparam("email"))
+    first = (
+        select(
+            literal(False).label("profile_known"),
+            null().label("groups"),
+            om.c.id,
+            api.c.role_slug,
+            linked,
+        )
+        .select_from(om)
+        .outerjoin(api, api.c.membership_id == om.c.id)
+        .where(in_org, om.c.user_id == by_email)
+        .order_by(api.c.position)
+    )
+    return known, first
 
 
-_MEMBERSHIP_BY_USER = _membership_statement("user")
-_MEMBERSHIP_BY_EMAIL = _membership_statement("email")
+_KNOWN_PROFILE, _FIRST_SIGN_IN = _membership_reads()
+
+
+def _known(conn: SAConnection, config: ConnectionConfig, signed: SignedProfile) -> list[Row[Any]]:
+    """The rows of ``_membership_reads``: one per API role of the membership (at least one
+    for a known profile); none for a first sign-in of a user with no membership."""
+    params = {
+        "organization_id": config.organization_id,
+        "email": signed.email,
+        "connection_id": config.id,
+        "idp_id": signed.idp_id,
+    }
+    rows = conn.execute(_KNOWN_PROFILE, params).all()
+    return list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
 
 
 def _resolve(
     conn: SAConnection,
     config: ConnectionConfig,
     state: RoleState,
-    user_id: str | None,
-    email: str,
+    known: list[Row[Any]],
     groups: list[str],
 ) -> list[str]:
     """The role(s) the profile's membership will have (as ``signin.resolve_profiles``): the
     membership's own inputs (API roles, directory) when it exists, with this sign-in's
     groups as the SSO source."""
-    if user_id is not None:
-        rows = conn.execute(
-            _MEMBERSHIP_BY_USER, {"organization_id": config.organization_id, "user_id": user_id}
-        ).all()
-    else:
-        rows = conn.execute(
-            _MEMBERSHIP_BY_EMAIL, {"organization_id": config.organization_id, "email": email}
-        ).all()
-    membership_id = rows[0].id if rows else None
-    api_roles = tuple(r.role_slug for r in rows if r.id == membership_id and r.role_slug)
+    membership_id = known[0].id if known else None
+    api_roles = tuple(r.role_slug for r in known if r.role_slug) if membership_id else ()
     directory = None
-    if rows and rows[0].linked:
+    if membership_id is not None and known[0].linked:
         with Session(bind=conn) as session:
-            directory = directory_inputs(session, [rows[0].id]).get(rows[0].id)
+            directory = directory_inputs(session, [membership_id]).get(membership_id)
     member = MembershipInput(
         api_roles=api_roles,
         directory=directory,
