@@ -6,13 +6,15 @@ factory, the CLI, or Celery's ``worker_process_init``.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Connection,
     DateTime,
     Engine,
     MetaData,
@@ -24,8 +26,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -87,11 +92,59 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # a transaction's first read already holds the database (serialisable writes).
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # The pool's pessimistic ping, as pool_pre_ping would do it, unless the caller's first
+    # statement serves as the ping (``connect_unpinged``).
+    ping = kwargs.pop("pool_pre_ping", True)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if ping:
+        event.listen(engine, "checkout", _ping_on_checkout)
+    return engine
+
+
+_unpinged: contextvars.ContextVar[bool] = contextvars.ContextVar("idp_sync_unpinged", default=False)
+
+
+def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """``SELECT 1`` on every checkout: a connection the server closed (a restart, an idle
+    timeout) is replaced before the caller sees it (the pool retries on
+    ``DisconnectionError``)."""
+    if _unpinged.get():
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as exc:
+        raise DisconnectionError(f"pooled connection is gone: {type(exc).__name__}") from exc
+
+
+def connect_unpinged(engine: Engine, first: Callable[[Connection], T]) -> tuple[Connection, T]:
+    """A pooled connection checked out without the ping, and ``first(conn)``: its first
+    statement, which must be read-only, is the ping. A connection the server closed fails
+    that statement as invalidated: it is replaced, pinged, and ``first`` runs again. Saves
+    a round trip per checkout on hot paths (the ACS)."""
+    token = _unpinged.set(True)
+    try:
+        conn = engine.connect()
+    finally:
+        _unpinged.reset(token)
+    try:
+        return conn, first(conn)
+    except DBAPIError as exc:
+        conn.close()
+        if not exc.connection_invalidated:
+            raise
+    conn = engine.connect()
+    try:
+        return conn, first(conn)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -411,3 +411,29 @@ def test_the_acs_resolves_as_the_worker_side_resolver_does(
         stored = [p.roles for p in found]
         again = resolve_profiles(session, found, RoleCatalog(session))
     assert again == stored == [[r.slug for r in p.roles or []] for p in signed_in[1:]]
+
+
+def test_a_sign_in_survives_pooled_connections_the_server_closed(
+    sso_sdk, http, setup: Setup, engine
+) -> None:
+    """The ACS checks a connection out without the pool's ping (its first statement is the
+    ping): a connection the server closed (a restart, an idle timeout) is replaced, and
+    the sign-in goes through rather than failing."""
+    import sqlalchemy as sa
+
+    from sso.sso_helpers import start_sign_in
+
+    sign_in(sso_sdk, http, setup, [])  # the API's pool holds connections now
+    request_id = start_sign_in(http, setup.connection_id)
+    kill = sa.text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with engine.connect() as conn:
+        killed = int(conn.execute(kill).scalar_one())
+    assert killed >= 1
+    response = setup.idp.response(
+        acs_url=setup.acs_url, audience=setup.sp_entity_id, in_response_to=request_id
+    )
+    answer = post_acs(http, setup, response)
+    assert answer.status_code == 302, answer.text

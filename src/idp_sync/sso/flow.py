@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from idp_sync.config import Settings
 from idp_sync.context import current_correlation_id
-from idp_sync.db import utcnow
+from idp_sync.db import connect_unpinged, utcnow
 from idp_sync.directory.models import DirectoryUser
 from idp_sync.errors import BadRequest, NotFound, Unauthorized
 from idp_sync.ids import new_id
@@ -245,8 +245,9 @@ def accept(
     ORM is for loading what the configuration cache does not hold), committed here, and
     the sign-in task published after the commit."""
     settings, cache = runtime.settings, runtime.config_cache
-    with runtime.engine.begin() as conn:
-        token = cache.token(conn)
+    # The token read is the transaction's first statement and the pooled connection's ping.
+    conn, token = connect_unpinged(runtime.engine, cache.token)
+    with conn:  # returned to the pool at the end, rolled back unless committed
         config = cache.get(
             token,
             ("sso_connection", connection_id),
@@ -301,6 +302,7 @@ def accept(
                 "created_at": now,
             },
         )
+        conn.commit()
     if runtime.celery is not None:
         # The login row is the work: the worker takes every pending one (beat runs the
         # task too, so a request lost with this process only delays it).
