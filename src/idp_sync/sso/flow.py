@@ -18,56 +18,38 @@ import hashlib
 import secrets
 import zlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import (
     Row,
-    Select,
-    Table,
-    TextClause,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    literal,
-    null,
     select,
-    text,
 )
 from sqlalchemy.orm import Session
 
 from idp_sync.config import Settings
 from idp_sync.context import current_correlation_id
 from idp_sync.db import connect_unpinged, utcnow
-from idp_sync.directory.models import DirectoryUser
 from idp_sync.errors import BadRequest, NotFound, Unauthorized
 from idp_sync.ids import new_id
-from idp_sync.memberships.models import MembershipApiRole
-from idp_sync.memberships.models import OrganizationMembership as OM
 from idp_sync.memberships.recompute import RoleCatalog
 from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, RoleState, resolve
 from idp_sync.runtime import Runtime
-from idp_sync.sso import saml
+from idp_sync.sso import acs_sql, saml
 from idp_sync.sso import serializers as ser
-from idp_sync.sso.attributes import SignedProfile, read_profile
+from idp_sync.sso.attributes import read_profile
 from idp_sync.sso.models import (
     Connection,
-    SamlAssertionReplay,
     SamlAuthnRequest,
     SamlIdpSigningCert,
     SsoAccessToken,
     SsoAuthorizationCode,
-    SsoLoginEvent,
-    SsoProfile,
     SsoRedirectUri,
 )
 from idp_sync.sso.saml import SamlRefusal
 from idp_sync.sso.signin import directory_inputs, mappings_of
 from idp_sync.tasks import request_task
-from idp_sync.users.models import User
 
 SIGN_INS_TASK = "idp_sync.sso.sign_ins"
 REQUEST_TTL = dt.timedelta(minutes=10)
@@ -259,12 +241,28 @@ def accept(
             raise SamlRefusal("connection_inactive", 403)
         now = utcnow()
         assertion = saml.validate(posted, config.sp, now)
-        _remember_assertion(conn, config.id, assertion, settings)
-        redirect_uri, state = _consume_request(conn, config, assertion, now)
+        replay = {
+            "assertion_id": assertion.assertion_id,
+            "connection_id": config.id,
+            "not_on_or_after": acs_sql.keep_until(
+                assertion.not_on_or_after, settings.saml_clock_skew_seconds
+            ),
+            "created_at": now,
+        }
+        stored, request = acs_sql.once(conn, replay, assertion.in_response_to)
+        if not stored:
+            raise SamlRefusal("replayed")
+        redirect_uri, state = _answered_request(config, request, assertion.in_response_to, now)
         signed = read_profile(assertion, config.connection_type, config.attribute_maps)
         if not signed.email or "@" not in signed.email:
             raise SamlRefusal("missing_email")
-        known = _known(conn, config, signed)
+        known = acs_sql.known(
+            conn,
+            organization_id=config.organization_id,
+            connection_id=config.id,
+            idp_id=signed.idp_id,
+            email=signed.email,
+        )
         # Entra groups overage: the groups are unknown; the last known ones are kept.
         if signed.groups is not None:
             groups = list(signed.groups)
@@ -276,31 +274,37 @@ def accept(
             lambda: _role_state(conn, config.organization_id),
         )
         roles = _resolve(conn, config, state_of_org, known, groups)
-        profile_id = _upsert_profile(conn, config, signed, roles, now)
-        conn.execute(
-            insert(_LOGINS),
+        code = secrets.token_urlsafe(32)
+        profile = ser.profile("", config, signed, roles, groups)  # the id is the upsert's
+        acs_sql.write(
+            conn,
+            {
+                "id": new_id("sso_profile"),
+                "connection_id": config.id,
+                "organization_id": config.organization_id,
+                "idp_id": signed.idp_id,
+                "created_at": now,
+                "email": signed.email,
+                "first_name": signed.first_name,
+                "last_name": signed.last_name,
+                "name": signed.name,
+                "raw_attributes": signed.raw_attributes,
+                "groups_known": signed.groups is not None,
+                "roles": roles,
+                "last_sign_in_at": now,
+                "updated_at": now,
+                # A first sign-in with the overage claim starts with no known groups.
+                "groups": groups if signed.groups is not None else [],
+                "groups_received_at": now if signed.groups is not None else None,
+            },
             {
                 "id": new_id("sso_login"),
-                "profile_id": profile_id,
-                "connection_id": config.id,
                 "ip_address": ip_address,
                 "user_agent": (user_agent or "")[:512] or None,
                 "correlation_id": current_correlation_id(),
-                "created_at": now,
             },
-        )
-        profile = ser.profile(profile_id, config, signed, roles, groups)
-        code = secrets.token_urlsafe(32)
-        conn.execute(
-            insert(_CODES),
-            {
-                "code_hash": _hash(code),
-                "profile_id": profile_id,
-                "redirect_uri": redirect_uri,
-                "profile": profile,
-                "expires_at": now + CODE_TTL,
-                "created_at": now,
-            },
+            {"code_hash": _hash(code), "redirect_uri": redirect_uri, "expires_at": now + CODE_TTL},
+            profile,
         )
         conn.commit()
     if runtime.celery is not None:
@@ -310,96 +314,6 @@ def accept(
     params = {"code": code, **({"state": state} if state is not None else {})}
     separator = "&" if urlsplit(redirect_uri).query else "?"
     return Accepted(f"{redirect_uri}{separator}{urlencode(params)}", profile)
-
-
-_PROFILES = cast(Table, SsoProfile.__table__)
-_LOGINS = cast(Table, SsoLoginEvent.__table__)
-_CODES = cast(Table, SsoAuthorizationCode.__table__)
-_REQUESTS = cast(Table, SamlAuthnRequest.__table__)
-_REPLAYS = cast(Table, SamlAssertionReplay.__table__)
-_CONSUME_REQUEST = (
-    delete(_REQUESTS)
-    .where(_REQUESTS.c.id == bindparam("id"))
-    .returning(
-        _REQUESTS.c.connection_id,
-        _REQUESTS.c.redirect_uri,
-        _REQUESTS.c.state,
-        _REQUESTS.c.expires_at,
-    )
-)
-
-
-def _membership_reads() -> tuple[Select[Any], Select[Any]]:
-    """What resolving a sign-in reads, for a known profile and for a first sign-in: the
-    membership's id, its API roles (in order) and whether a live directory user links it
-    (then its directory input is loaded too). The membership is that of the profile's
-    user in the organization, else (no profile yet, or the worker has not linked it) of
-    the user with the sign-in's email, as ``signin._memberships_inputs`` finds it. For a
-    known profile, one statement also returns its user and last known groups."""
-    om = cast(Table, OM.__table__)
-    api = cast(Table, MembershipApiRole.__table__)
-    du = cast(Table, DirectoryUser.__table__)
-    users = cast(Table, User.__table__)
-    linked = (
-        select(du.c.id)
-        .where(
-            du.c.user_id == om.c.user_id,
-            du.c.organization_id == om.c.organization_id,
-            du.c.deleted_at.is_(None),
-            du.c.active.is_(True),
-        )
-        .exists()
-        .label("linked")
-    )
-    by_email = select(users.c.id).where(users.c.email == bindparam("email")).scalar_subquery()
-    in_org = om.c.organization_id == bindparam("organization_id")
-    known = (
-        select(
-            literal(True).label("profile_known"),
-            _PROFILES.c.groups,
-            om.c.id,
-            api.c.role_slug,
-            linked,
-        )
-        .select_from(_PROFILES)
-        .outerjoin(om, and_(in_org, om.c.user_id == func.coalesce(_PROFILES.c.user_id, by_email)))
-        .outerjoin(api, api.c.membership_id == om.c.id)
-        .where(
-            _PROFILES.c.connection_id == bindparam("connection_id"),
-            _PROFILES.c.idp_id == bindparam("idp_id"),
-        )
-        .order_by(api.c.position)
-    )
-    first = (
-        select(
-            literal(False).label("profile_known"),
-            null().label("groups"),
-            om.c.id,
-            api.c.role_slug,
-            linked,
-        )
-        .select_from(om)
-        .outerjoin(api, api.c.membership_id == om.c.id)
-        .where(in_org, om.c.user_id == by_email)
-        .order_by(api.c.position)
-    )
-    return known, first
-
-
-_KNOWN_PROFILE, _FIRST_SIGN_IN = _membership_reads()
-
-
-def _known(conn: SAConnection, config: ConnectionConfig, signed: SignedProfile) -> list[Row[Any]]:
-    """The rows of ``_membership_reads``: one per API role of the membership (at least one
-    for a known profile); none for a first sign-in of a user with no membership."""
-    params = {
-        "organization_id": config.organization_id,
-        "email": signed.email,
-        "connection_id": config.id,
-        "idp_id": signed.idp_id,
-    }
-    rows = conn.execute(_KNOWN_PROFILE, params).all()
-    return list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
 
 
 def _resolve(
@@ -426,134 +340,21 @@ def _resolve(
     return list(resolve(state, member).roles)
 
 
-def _consume_request(
-    conn: SAConnection,
-    config: ConnectionConfig,
-    assertion: saml.ValidAssertion,
-    now: dt.datetime,
+def _answered_request(
+    config: ConnectionConfig, request: Row[Any] | None, in_response_to: str | None, now: dt.datetime
 ) -> tuple[str, str | None]:
     """SP-initiated: the outstanding AuthnRequest answered (SAML profiles §4.1.4.2:
-    InResponseTo), deleted so it answers once. IdP-initiated: only where allowed."""
-    if assertion.in_response_to is None:
+    InResponseTo), taken out by ``acs_sql.once`` so it answers once. IdP-initiated: only
+    where allowed."""
+    if in_response_to is None:
         if not config.allow_idp_initiated or not config.redirect_uris:
             raise SamlRefusal("idp_initiated_not_allowed", 403)
         return config.redirect_uris[0], None
-    # One statement: the row is locked, read and gone; a refusal below rolls it all back.
-    request = conn.execute(_CONSUME_REQUEST, {"id": assertion.in_response_to}).first()
     if request is None or request.connection_id != config.id:
         raise SamlRefusal("in_response_to_mismatch")
     if request.expires_at <= now:
         raise SamlRefusal("authn_request_expired")
     return request.redirect_uri, request.state
-
-
-# Profile columns a sign-in writes over; with its groups, unless the IdP sent the Entra
-# groups overage claim instead of them.
-_SIGN_IN_COLUMNS = (
-    "email",
-    "first_name",
-    "last_name",
-    "name",
-    "raw_attributes",
-    "groups_known",
-    "roles",
-    "last_sign_in_at",
-    "updated_at",
-)
-_GROUP_COLUMNS = ("groups", "groups_received_at")
-
-
-def _upsert(table: Table, columns: tuple[str, ...], conflict: str, update: str) -> TextClause:
-    """``INSERT .. ON CONFLICT .. RETURNING`` as one constant statement with typed
-    parameters, the same text on PostgreSQL and SQLite. (SQLAlchemy does not cache the
-    compiled form of its dialect ``insert().on_conflict_*()`` constructs: built that way,
-    each sign-in compiled both of these again.) Names come from the table only."""
-    names = ", ".join(f'"{c}"' for c in columns)
-    values = ", ".join(f":{c}" for c in columns)
-    sql = (
-        f"INSERT INTO {table.name} ({names}) VALUES ({values}) "  # noqa: S608
-        f"ON CONFLICT ({conflict}) {update}"
-    )
-    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
-
-
-_REPLAY_INSERT = _upsert(
-    _REPLAYS,
-    ("assertion_id", "connection_id", "not_on_or_after", "created_at"),
-    "assertion_id",
-    "DO NOTHING RETURNING assertion_id",
-)
-
-
-def _profile_upsert(columns: tuple[str, ...]) -> TextClause:
-    inserted = ("id", "connection_id", "organization_id", "idp_id", "created_at")
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns)
-    return _upsert(
-        _PROFILES,
-        inserted + _SIGN_IN_COLUMNS + _GROUP_COLUMNS,
-        "connection_id, idp_id",
-        f"DO UPDATE SET {updates} RETURNING id",
-    )
-
-
-_PROFILE_UPSERT = _profile_upsert(_SIGN_IN_COLUMNS + _GROUP_COLUMNS)
-_PROFILE_UPSERT_KEEPING_GROUPS = _profile_upsert(_SIGN_IN_COLUMNS)
-
-
-def _remember_assertion(
-    conn: SAConnection, connection_id: str, assertion: saml.ValidAssertion, settings: Settings
-) -> None:
-    """The replay cache (DESIGN §7), in one statement: the insert does nothing if the id is
-    known. A concurrent use of the same id waits on the unique index for the other
-    transaction: if that one commits, this one is the replay."""
-    keep_until = assertion.not_on_or_after + dt.timedelta(seconds=settings.saml_clock_skew_seconds)
-    stored = conn.execute(
-        _REPLAY_INSERT,
-        {
-            "assertion_id": assertion.assertion_id,
-            "connection_id": connection_id,
-            "not_on_or_after": keep_until,
-            "created_at": utcnow(),
-        },
-    ).first()
-    if stored is None:
-        raise SamlRefusal("replayed")
-
-
-def _upsert_profile(
-    conn: SAConnection,
-    config: ConnectionConfig,
-    signed: SignedProfile,
-    roles: list[str],
-    now: dt.datetime,
-) -> str:
-    """The profile written in one statement, its id returned. Two first sign-ins at once
-    for the same person (two tabs, a retry) do not collide on the unique key: the second
-    waits for the first transaction and then updates the one row."""
-    known = signed.groups is not None
-    values: dict[str, Any] = {
-        "id": new_id("sso_profile"),
-        "connection_id": config.id,
-        "organization_id": config.organization_id,
-        "idp_id": signed.idp_id,
-        "created_at": now,
-        "email": signed.email,
-        "first_name": signed.first_name,
-        "last_name": signed.last_name,
-        "name": signed.name,
-        "raw_attributes": signed.raw_attributes,
-        "groups_known": known,
-        "roles": roles,
-        "last_sign_in_at": now,
-        "updated_at": now,
-        # A first sign-in with the overage claim starts with no known groups.
-        "groups": list(signed.groups) if signed.groups is not None else [],
-        "groups_received_at": now if known else None,
-    }
-    profile_id: str = conn.execute(
-        _PROFILE_UPSERT if known else _PROFILE_UPSERT_KEEPING_GROUPS, values
-    ).scalar_one()
-    return profile_id
 
 
 # --- token and profile ----------------------------------------------------------------

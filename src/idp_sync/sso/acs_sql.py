@@ -1,0 +1,330 @@
+"""The ACS's statements: what a sign-in reads and writes, in as few round trips as the
+dialect allows, each a constant compiled once.
+
+A sign-in is four round trips and the commit on PostgreSQL:
+
+1. the configuration token (``config_cache``; also the pooled connection's ping);
+2. ``once``: the assertion id into the replay table and the answered AuthnRequest out of
+   the outstanding ones, one statement with two data-modifying CTEs;
+3. ``known``: the profile and its membership's inputs (a first sign-in reads the
+   membership by email in a second statement);
+4. ``write``: the profile upserted, the login row and the one-use code, one statement.
+
+SQLite has no data-modifying CTEs: the same writes go one statement each. Both run in
+the tests (the SSO suite on PostgreSQL, ``tests/e2e/test_embedded_sqlite.py``).
+
+Names in the SQL text come from the tables only; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from idp_sync.db import UTCDateTime
+from idp_sync.directory.models import DirectoryUser
+from idp_sync.memberships.models import MembershipApiRole
+from idp_sync.memberships.models import OrganizationMembership as OM
+from idp_sync.sso.models import (
+    SamlAssertionReplay,
+    SamlAuthnRequest,
+    SsoAuthorizationCode,
+    SsoLoginEvent,
+    SsoProfile,
+)
+from idp_sync.users.models import User
+
+PROFILES = cast(Table, SsoProfile.__table__)
+LOGINS = cast(Table, SsoLoginEvent.__table__)
+CODES = cast(Table, SsoAuthorizationCode.__table__)
+REQUESTS = cast(Table, SamlAuthnRequest.__table__)
+REPLAYS = cast(Table, SamlAssertionReplay.__table__)
+
+# Profile columns a sign-in writes over; with its groups, unless the IdP sent the Entra
+# groups overage claim instead of them.
+SIGN_IN_COLUMNS = (
+    "email",
+    "first_name",
+    "last_name",
+    "name",
+    "raw_attributes",
+    "groups_known",
+    "roles",
+    "last_sign_in_at",
+    "updated_at",
+)
+GROUP_COLUMNS = ("groups", "groups_received_at")
+_INSERTED_ONLY = ("id", "connection_id", "organization_id", "idp_id", "created_at")
+_REPLAY_COLUMNS = ("assertion_id", "connection_id", "not_on_or_after", "created_at")
+_LOGIN_COLUMNS = ("ip_address", "user_agent", "correlation_id")
+_CODE_COLUMNS = ("code_hash", "redirect_uri", "expires_at")
+
+
+# --- text building blocks (dialect-neutral SQL, typed parameters) ----------------------
+
+
+def _names(columns: tuple[str, ...]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def _params(columns: tuple[str, ...], prefix: str = "") -> str:
+    return ", ".join(f":{prefix}{c}" for c in columns)
+
+
+def _typed(table: Table, columns: tuple[str, ...], prefix: str = "") -> list[Any]:
+    return [bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns]
+
+
+def _insert_sql(table: Table, columns: tuple[str, ...], conflict: str, then: str) -> str:
+    """``INSERT .. ON CONFLICT ..``, the same text on PostgreSQL and SQLite. (SQLAlchemy
+    does not cache the compiled form of its dialect ``on_conflict_*()`` constructs: built
+    that way, each sign-in compiled its statements again.)"""
+    return (
+        f"INSERT INTO {table.name} ({_names(columns)}) "  # noqa: S608
+        f"VALUES ({_params(columns)}) ON CONFLICT ({conflict}) {then}"
+    )
+
+
+def _profile_upsert_sql(updated: tuple[str, ...]) -> str:
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in updated)
+    columns = _INSERTED_ONLY + SIGN_IN_COLUMNS + GROUP_COLUMNS
+    return _insert_sql(PROFILES, columns, "connection_id, idp_id", f"DO UPDATE SET {sets}")
+
+
+_PROFILE_PARAMS = _typed(PROFILES, _INSERTED_ONLY + SIGN_IN_COLUMNS + GROUP_COLUMNS)
+_REPLAY_SQL = _insert_sql(REPLAYS, _REPLAY_COLUMNS, "assertion_id", "DO NOTHING")
+
+
+# --- 2. once: the replay table and the AuthnRequest ------------------------------------
+
+_REPLAY = text(f"{_REPLAY_SQL} RETURNING assertion_id").bindparams(
+    *_typed(REPLAYS, _REPLAY_COLUMNS)
+)
+_CONSUME = (
+    delete(REQUESTS)
+    .where(REQUESTS.c.id == bindparam("request_id"))
+    .returning(
+        REQUESTS.c.connection_id, REQUESTS.c.redirect_uri, REQUESTS.c.state, REQUESTS.c.expires_at
+    )
+)
+_ONCE_PG = (
+    text(
+        f"WITH replay AS ({_REPLAY_SQL} RETURNING assertion_id), "  # noqa: S608
+        f"request AS (DELETE FROM {REQUESTS.name} WHERE id = :request_id "
+        "RETURNING connection_id, redirect_uri, state, expires_at) "
+        "SELECT (SELECT count(*) FROM replay) AS stored, request.connection_id, "
+        "request.redirect_uri, request.state, request.expires_at "
+        "FROM (SELECT 1) AS one LEFT JOIN request ON true"
+    )
+    .bindparams(
+        *_typed(REPLAYS, _REPLAY_COLUMNS), bindparam("request_id", type_=REQUESTS.c.id.type)
+    )
+    .columns(expires_at=UTCDateTime())
+)
+
+
+def once(
+    conn: Connection, replay: dict[str, Any], request_id: str | None
+) -> tuple[bool, Row[Any] | None]:
+    """Remember the assertion id (``replay``: the replay row's values) and take the
+    answered AuthnRequest ``request_id`` out of the outstanding ones. Returns whether the
+    id was new (else: a replay) and the request's row, if there was one. A concurrent use
+    of the same assertion id waits on the unique index for the other transaction: if that
+    one commits, this one is the replay. Nothing is kept if the caller then refuses: the
+    transaction rolls back."""
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_ONCE_PG, {**replay, "request_id": request_id}).one()
+        return bool(row.stored), row if row.connection_id is not None else None
+    stored = conn.execute(_REPLAY, replay).first() is not None
+    if request_id is None:
+        return stored, None
+    return stored, conn.execute(_CONSUME, {"request_id": request_id}).first()
+
+
+# --- 3. known: the profile and its membership's inputs ---------------------------------
+
+
+def _membership_reads() -> tuple[Select[Any], Select[Any]]:
+    """For a known profile and for a first sign-in: the membership's id, its API roles (in
+    order) and whether a live directory user links it (then its directory input is
+    loaded too). The membership is that of the profile's user in the organization, else
+    (no profile yet, or the worker has not linked it) of the user with the sign-in's
+    email, as ``signin._memberships_inputs`` finds it. For a known profile, the same
+    statement returns its last known groups."""
+    om = cast(Table, OM.__table__)
+    api = cast(Table, MembershipApiRole.__table__)
+    du = cast(Table, DirectoryUser.__table__)
+    users = cast(Table, User.__table__)
+    linked = (
+        select(du.c.id)
+        .where(
+            du.c.user_id == om.c.user_id,
+            du.c.organization_id == om.c.organization_id,
+            du.c.deleted_at.is_(None),
+            du.c.active.is_(True),
+        )
+        .exists()
+        .label("linked")
+    )
+    by_email = select(users.c.id).where(users.c.email == bindparam("email")).scalar_subquery()
+    in_org = om.c.organization_id == bindparam("organization_id")
+    profile = (
+        select(literal(True).label("profile_known"), PROFILES.c.groups)
+        .add_columns(om.c.id, api.c.role_slug, linked)
+        .select_from(PROFILES)
+        .outerjoin(om, and_(in_org, om.c.user_id == func.coalesce(PROFILES.c.user_id, by_email)))
+        .outerjoin(api, api.c.membership_id == om.c.id)
+        .where(
+            PROFILES.c.connection_id == bindparam("connection_id"),
+            PROFILES.c.idp_id == bindparam("idp_id"),
+        )
+        .order_by(api.c.position)
+    )
+    first = (
+        select(literal(False).label("profile_known"), null().label("groups"))
+        .add_columns(om.c.id, api.c.role_slug, linked)
+        .select_from(om)
+        .outerjoin(api, api.c.membership_id == om.c.id)
+        .where(in_org, om.c.user_id == by_email)
+        .order_by(api.c.position)
+    )
+    return profile, first
+
+
+_KNOWN_PROFILE, _FIRST_SIGN_IN = _membership_reads()
+
+
+def known(
+    conn: Connection, *, organization_id: str, connection_id: str, idp_id: str, email: str
+) -> list[Row[Any]]:
+    """Rows of (profile_known, groups, id, role_slug, linked): one per API role of the
+    membership, at least one for a known profile; none for a first sign-in of a user
+    with no membership."""
+    params = {
+        "organization_id": organization_id,
+        "email": email,
+        "connection_id": connection_id,
+        "idp_id": idp_id,
+    }
+    rows = conn.execute(_KNOWN_PROFILE, params).all()
+    return list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
+
+
+# --- 4. write: profile, login row, code ------------------------------------------------
+
+
+def _upserts() -> tuple[TextClause, TextClause]:
+    return tuple(  # type: ignore[return-value]
+        text(f"{_profile_upsert_sql(updated)} RETURNING id").bindparams(*_PROFILE_PARAMS)
+        for updated in (SIGN_IN_COLUMNS + GROUP_COLUMNS, SIGN_IN_COLUMNS)
+    )
+
+
+def _writes_pg() -> tuple[TextClause, TextClause]:
+    """The profile, the login row (the worker's work) and the code in one statement. The
+    code's profile is given without its id, which the upsert decides (the row of an
+    earlier sign-in, or the new one): ``jsonb_set`` puts it in."""
+    login = ("id", "profile_id", "connection_id", *_LOGIN_COLUMNS, "created_at")
+    code = ("code_hash", "profile_id", "redirect_uri", "profile", "expires_at", "created_at")
+    statements = []
+    for updated in (SIGN_IN_COLUMNS + GROUP_COLUMNS, SIGN_IN_COLUMNS):
+        sql = (
+            f"WITH profile AS ({_profile_upsert_sql(updated)} RETURNING id), "  # noqa: S608
+            f"login AS (INSERT INTO {LOGINS.name} ({_names(login)}) "
+            "SELECT :login_id, profile.id, :connection_id, "
+            f"{_params(_LOGIN_COLUMNS, 'login_')}, :created_at FROM profile) "
+            f"INSERT INTO {CODES.name} ({_names(code)}) "
+            "SELECT :code_hash, profile.id, :code_redirect_uri, "
+            "jsonb_set(:code_profile, '{id}', to_jsonb(profile.id)), "
+            ":code_expires_at, :created_at FROM profile RETURNING profile_id"
+        )
+        statements.append(
+            text(sql).bindparams(
+                *_PROFILE_PARAMS,
+                bindparam("login_id", type_=LOGINS.c.id.type),
+                *_typed(LOGINS, _LOGIN_COLUMNS, "login_"),
+                bindparam("code_hash", type_=CODES.c.code_hash.type),
+                bindparam("code_redirect_uri", type_=CODES.c.redirect_uri.type),
+                bindparam("code_profile", type_=JSONB()),
+                bindparam("code_expires_at", type_=CODES.c.expires_at.type),
+            )
+        )
+    return statements[0], statements[1]
+
+
+_PROFILE_UPSERT, _PROFILE_UPSERT_KEEPING_GROUPS = _upserts()
+_WRITE_PG, _WRITE_PG_KEEPING_GROUPS = _writes_pg()
+
+
+def write(
+    conn: Connection,
+    profile: dict[str, Any],
+    login: dict[str, Any],
+    code: dict[str, Any],
+    code_profile: dict[str, Any],
+) -> str:
+    """Upsert the profile (``profile``: every column of the upsert; ``groups_known`` false
+    keeps the stored groups), insert the login row and the code; returns the profile's
+    id. Two first sign-ins at once for the same person (two tabs, a retry) do not collide
+    on the unique key: the second waits for the first transaction, then updates the one
+    row. ``code_profile`` is the code's Profile; its ``id`` is set here."""
+    keep_groups = not profile["groups_known"]
+    if conn.dialect.name == "postgresql":
+        params = {
+            **profile,
+            **{f"login_{k}": login[k] for k in _LOGIN_COLUMNS},
+            "login_id": login["id"],
+            "code_hash": code["code_hash"],
+            "code_redirect_uri": code["redirect_uri"],
+            "code_expires_at": code["expires_at"],
+            "code_profile": code_profile,
+        }
+        statement = _WRITE_PG_KEEPING_GROUPS if keep_groups else _WRITE_PG
+        profile_id: str = conn.execute(statement, params).scalar_one()
+    else:
+        statement = _PROFILE_UPSERT_KEEPING_GROUPS if keep_groups else _PROFILE_UPSERT
+        profile_id = conn.execute(statement, profile).scalar_one()
+        conn.execute(
+            insert(LOGINS),
+            {
+                **login,
+                "profile_id": profile_id,
+                "connection_id": profile["connection_id"],
+                "created_at": profile["created_at"],
+            },
+        )
+        conn.execute(
+            insert(CODES),
+            {
+                **code,
+                "profile_id": profile_id,
+                "profile": {**code_profile, "id": profile_id},
+                "created_at": profile["created_at"],
+            },
+        )
+    code_profile["id"] = profile_id
+    return profile_id
+
+
+def keep_until(not_on_or_after: dt.datetime, skew_seconds: int) -> dt.datetime:
+    """How long an assertion id stays in the replay table: past its NotOnOrAfter by the
+    clock skew the time check allows."""
+    return not_on_or_after + dt.timedelta(seconds=skew_seconds)
