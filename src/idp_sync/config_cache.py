@@ -82,6 +82,14 @@ class ConfigCache:
             self._values[key] = value
         return value
 
+    def peek(self, key: Hashable) -> tuple[int, Any] | None:
+        """The token and the value cached for ``key`` under it, if any: for a caller that
+        checks the token later in its transaction, and starts again if it changed."""
+        token, values = self._token, self._values
+        if token is None or key not in values:
+            return None
+        return token, values[key]
+
     def clear(self) -> None:
         with self._lock:
             self._token, self._values = None, {}

@@ -125,9 +125,10 @@ def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
 
 def connect_unpinged(engine: Engine, first: Callable[[Connection], T]) -> tuple[Connection, T]:
     """A pooled connection checked out without the ping, and ``first(conn)``: its first
-    statement, which must be read-only, is the ping. A connection the server closed fails
-    that statement as invalidated: it is replaced, pinged, and ``first`` runs again. Saves
-    a round trip per checkout on hot paths (the ACS)."""
+    statement is the ping. A connection the server closed fails it as invalidated: it is
+    replaced, pinged, and ``first`` runs again. ``first`` may write: a closed connection
+    has no transaction left, so nothing of the first try remains. Saves a round trip per
+    checkout on hot paths (the ACS)."""
     token = _unpinged.set(True)
     try:
         conn = engine.connect()

@@ -123,3 +123,22 @@ def test_mapping_removed_and_connection_deactivated_are_seen_at_the_next_sign_in
     )
     refused = post_acs(http, setup, response)
     assert (refused.status_code, refused.json()["code"]) == (403, "connection_inactive")
+
+
+def test_a_certificate_added_after_caching_is_trusted_at_the_next_sign_in(
+    sso_sdk, http, setup: Setup
+) -> None:
+    """The IdP rotates: a certificate is added, then the IdP signs with its new key. The
+    cached settings refuse the response; the sign-in is judged again against the
+    current configuration, and accepted."""
+    from sso.saml_idp import TestIdp
+
+    sign_in(sso_sdk, http, setup, [])  # the connection's settings are now cached
+    rotated = TestIdp(entity_id=setup.idp.entity_id)
+    sso_sdk.sso.create_connection_saml_idp_signing_cert(setup.connection_id, value=rotated.cert)
+    request_id = start_sign_in(http, setup.connection_id)
+    response = rotated.response(
+        acs_url=setup.acs_url, audience=setup.sp_entity_id, in_response_to=request_id
+    )
+    accepted = post_acs(http, setup, response)
+    assert accepted.status_code == 302, accepted.text

@@ -1,14 +1,16 @@
 """The ACS's statements: what a sign-in reads and writes, in as few round trips as the
 dialect allows, each a constant compiled once.
 
-A sign-in is four round trips and the commit on PostgreSQL:
+A sign-in is three round trips and the commit on PostgreSQL, when the connection's
+settings are cached:
 
-1. the configuration token (``config_cache``; also the pooled connection's ping);
-2. ``once``: the assertion id into the replay table and the answered AuthnRequest out of
-   the outstanding ones, one statement with two data-modifying CTEs;
-3. ``known``: the profile and its membership's inputs (a first sign-in reads the
+1. ``once``: the assertion id into the replay table and the answered AuthnRequest out of
+   the outstanding ones, one statement with two data-modifying CTEs, which also reads
+   the configuration token (``config_cache``; ``flow.accept`` validated the response
+   against what is cached, and starts again if the token changed);
+2. ``known``: the profile and its membership's inputs (a first sign-in reads the
    membership by email in a second statement);
-4. ``write``: the profile upserted, the login row and the one-use code, one statement.
+3. ``write``: the profile upserted, the login row and the one-use code, one statement.
 
 SQLite has no data-modifying CTEs: the same writes go one statement each. Both run in
 the tests (the SSO suite on PostgreSQL, ``tests/e2e/test_embedded_sqlite.py``).
@@ -125,13 +127,15 @@ _CONSUME = (
         REQUESTS.c.connection_id, REQUESTS.c.redirect_uri, REQUESTS.c.state, REQUESTS.c.expires_at
     )
 )
+_TOKEN = text("SELECT token FROM config_version WHERE id = 1")
 _ONCE_PG = (
     text(
         f"WITH replay AS ({_REPLAY_SQL} RETURNING assertion_id), "  # noqa: S608
         f"request AS (DELETE FROM {REQUESTS.name} WHERE id = :request_id "
         "RETURNING connection_id, redirect_uri, state, expires_at) "
         "SELECT (SELECT count(*) FROM replay) AS stored, request.connection_id, "
-        "request.redirect_uri, request.state, request.expires_at "
+        "request.redirect_uri, request.state, request.expires_at, "
+        "(SELECT token FROM config_version WHERE id = 1) AS token "
         "FROM (SELECT 1) AS one LEFT JOIN request ON true"
     )
     .bindparams(
@@ -143,20 +147,22 @@ _ONCE_PG = (
 
 def once(
     conn: Connection, replay: dict[str, Any], request_id: str | None
-) -> tuple[bool, Row[Any] | None]:
+) -> tuple[bool, Row[Any] | None, int | None]:
     """Remember the assertion id (``replay``: the replay row's values) and take the
     answered AuthnRequest ``request_id`` out of the outstanding ones. Returns whether the
-    id was new (else: a replay) and the request's row, if there was one. A concurrent use
+    id was new (else: a replay), the request's row if there was one, and the configuration
+    token (``config_cache``) as this statement saw it. A concurrent use
     of the same assertion id waits on the unique index for the other transaction: if that
     one commits, this one is the replay. Nothing is kept if the caller then refuses: the
     transaction rolls back."""
     if conn.dialect.name == "postgresql":
         row = conn.execute(_ONCE_PG, {**replay, "request_id": request_id}).one()
-        return bool(row.stored), row if row.connection_id is not None else None
+        return bool(row.stored), row if row.connection_id is not None else None, row.token
     stored = conn.execute(_REPLAY, replay).first() is not None
-    if request_id is None:
-        return stored, None
-    return stored, conn.execute(_CONSUME, {"request_id": request_id}).first()
+    request = None
+    if request_id is not None:
+        request = conn.execute(_CONSUME, {"request_id": request_id}).first()
+    return stored, request, conn.execute(_TOKEN).scalar()
 
 
 # --- 3. known: the profile and its membership's inputs ---------------------------------

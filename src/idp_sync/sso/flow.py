@@ -223,90 +223,182 @@ def accept(
 ) -> Accepted:
     """Validate a posted response and sign the user in; ``SamlRefusal`` on any failure.
 
-    The hot path of SSO: one transaction on one connection, Core statements only (the
-    ORM is for loading what the configuration cache does not hold), committed here, and
-    the sign-in task published after the commit."""
-    settings, cache = runtime.settings, runtime.config_cache
-    # The token read is the transaction's first statement and the pooled connection's ping.
-    conn, token = connect_unpinged(runtime.engine, cache.token)
-    with conn:  # returned to the pool at the end, rolled back unless committed
-        config = cache.get(
-            token,
-            ("sso_connection", connection_id),
-            lambda: _load_config(conn, settings, connection_id),
-        )
-        if config is None:
-            raise SamlRefusal("connection_not_found", 404)
-        if config.state != "active":
-            raise SamlRefusal("connection_inactive", 403)
+    The hot path of SSO: one transaction on one connection, Core statements only
+    (``acs_sql``; the ORM only loads what the configuration cache does not hold),
+    committed here; the worker is asked for after the commit.
+
+    A sign-in is judged against the connection's settings at the configuration token
+    read in its own transaction. When they are cached, the response is validated before
+    any statement, and the token comes back with the first writes (``acs_sql.once``): if
+    it is still the one they were cached under, the judgement stands. Otherwise, and for
+    any refusal, the sign-in starts again from the token read, loading what changed."""
+    cache = runtime.config_cache
+    cached = cache.peek(("sso_connection", connection_id))
+    if cached is not None and cached[1] is not None and cached[1].state == "active":
+        token, config = cached
         now = utcnow()
-        assertion = saml.validate(posted, config.sp, now)
-        replay = {
-            "assertion_id": assertion.assertion_id,
-            "connection_id": config.id,
-            "not_on_or_after": acs_sql.keep_until(
-                assertion.not_on_or_after, settings.saml_clock_skew_seconds
-            ),
-            "created_at": now,
-        }
-        stored, request = acs_sql.once(conn, replay, assertion.in_response_to)
-        if not stored:
-            raise SamlRefusal("replayed")
-        redirect_uri, state = _answered_request(config, request, assertion.in_response_to, now)
-        signed = read_profile(assertion, config.connection_type, config.attribute_maps)
-        if not signed.email or "@" not in signed.email:
-            raise SamlRefusal("missing_email")
-        known = acs_sql.known(
-            conn,
-            organization_id=config.organization_id,
-            connection_id=config.id,
-            idp_id=signed.idp_id,
-            email=signed.email,
-        )
-        # Entra groups overage: the groups are unknown; the last known ones are kept.
-        if signed.groups is not None:
-            groups = list(signed.groups)
+        try:
+            assertion = saml.validate(posted, config.sp, now)
+        except SamlRefusal:
+            pass  # judged again below, against the current configuration
         else:
-            groups = list(known[0].groups or []) if known and known[0].profile_known else []
-        state_of_org = cache.get(
-            token,
-            ("org_roles", config.organization_id),
-            lambda: _role_state(conn, config.organization_id),
-        )
-        roles = _resolve(conn, config, state_of_org, known, groups)
-        code = secrets.token_urlsafe(32)
-        profile = ser.profile("", config, signed, roles, groups)  # the id is the upsert's
-        acs_sql.write(
-            conn,
-            {
-                "id": new_id("sso_profile"),
-                "connection_id": config.id,
-                "organization_id": config.organization_id,
-                "idp_id": signed.idp_id,
-                "created_at": now,
-                "email": signed.email,
-                "first_name": signed.first_name,
-                "last_name": signed.last_name,
-                "name": signed.name,
-                "raw_attributes": signed.raw_attributes,
-                "groups_known": signed.groups is not None,
-                "roles": roles,
-                "last_sign_in_at": now,
-                "updated_at": now,
-                # A first sign-in with the overage claim starts with no known groups.
-                "groups": groups if signed.groups is not None else [],
-                "groups_received_at": now if signed.groups is not None else None,
-            },
-            {
-                "id": new_id("sso_login"),
-                "ip_address": ip_address,
-                "user_agent": (user_agent or "")[:512] or None,
-                "correlation_id": current_correlation_id(),
-            },
-            {"code_hash": _hash(code), "redirect_uri": redirect_uri, "expires_at": now + CODE_TTL},
-            profile,
-        )
-        conn.commit()
+            conn, (stored, request, current) = connect_unpinged(
+                runtime.engine, lambda c: _once(c, runtime.settings, config, assertion, now)
+            )
+            with conn:  # returned to the pool at the end, rolled back unless committed
+                if current == token:
+                    return _sign_in(
+                        runtime,
+                        conn,
+                        token,
+                        config,
+                        assertion,
+                        stored,
+                        request,
+                        now,
+                        ip_address=ip_address,
+                        user_agent=user_agent,
+                    )
+                conn.rollback()  # the configuration changed: start again
+                again = cache.token(conn)
+                return _confirmed(
+                    runtime, conn, again, connection_id, posted, ip_address, user_agent
+                )
+    # The token read is then the transaction's first statement and the connection's ping.
+    conn, first = connect_unpinged(runtime.engine, cache.token)
+    with conn:
+        return _confirmed(runtime, conn, first, connection_id, posted, ip_address, user_agent)
+
+
+def _confirmed(
+    runtime: Runtime,
+    conn: SAConnection,
+    token: int | None,
+    connection_id: str,
+    posted: str,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> Accepted:
+    """The sign-in judged against the configuration at ``token``, read first in ``conn``'s
+    transaction, loaded if not cached under it."""
+    cache = runtime.config_cache
+    config = cache.get(
+        token,
+        ("sso_connection", connection_id),
+        lambda: _load_config(conn, runtime.settings, connection_id),
+    )
+    if config is None:
+        raise SamlRefusal("connection_not_found", 404)
+    if config.state != "active":
+        raise SamlRefusal("connection_inactive", 403)
+    now = utcnow()
+    assertion = saml.validate(posted, config.sp, now)
+    stored, request, _ = _once(conn, runtime.settings, config, assertion, now)
+    return _sign_in(
+        runtime,
+        conn,
+        token,
+        config,
+        assertion,
+        stored,
+        request,
+        now,
+        ip_address=ip_address,
+        user_agent=user_agent,
+    )
+
+
+def _once(
+    conn: SAConnection,
+    settings: Settings,
+    config: ConnectionConfig,
+    assertion: saml.ValidAssertion,
+    now: dt.datetime,
+) -> tuple[bool, Row[Any] | None, int | None]:
+    replay = {
+        "assertion_id": assertion.assertion_id,
+        "connection_id": config.id,
+        "not_on_or_after": acs_sql.keep_until(
+            assertion.not_on_or_after, settings.saml_clock_skew_seconds
+        ),
+        "created_at": now,
+    }
+    return acs_sql.once(conn, replay, assertion.in_response_to)
+
+
+def _sign_in(
+    runtime: Runtime,
+    conn: SAConnection,
+    token: int | None,
+    config: ConnectionConfig,
+    assertion: saml.ValidAssertion,
+    stored: bool,
+    request: Row[Any] | None,
+    now: dt.datetime,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> Accepted:
+    """A validated response of ``config``'s connection, its id remembered (``stored``:
+    not a replay) and its AuthnRequest taken: the profile, its role(s), the login row
+    and the code, committed."""
+    if not stored:
+        raise SamlRefusal("replayed")
+    redirect_uri, state = _answered_request(config, request, assertion.in_response_to, now)
+    signed = read_profile(assertion, config.connection_type, config.attribute_maps)
+    if not signed.email or "@" not in signed.email:
+        raise SamlRefusal("missing_email")
+    known = acs_sql.known(
+        conn,
+        organization_id=config.organization_id,
+        connection_id=config.id,
+        idp_id=signed.idp_id,
+        email=signed.email,
+    )
+    # Entra groups overage: the groups are unknown; the last known ones are kept.
+    if signed.groups is not None:
+        groups = list(signed.groups)
+    else:
+        groups = list(known[0].groups or []) if known and known[0].profile_known else []
+    state_of_org = runtime.config_cache.get(
+        token,
+        ("org_roles", config.organization_id),
+        lambda: _role_state(conn, config.organization_id),
+    )
+    roles = _resolve(conn, config, state_of_org, known, groups)
+    code = secrets.token_urlsafe(32)
+    profile = ser.profile("", config, signed, roles, groups)  # the id is the upsert's
+    acs_sql.write(
+        conn,
+        {
+            "id": new_id("sso_profile"),
+            "connection_id": config.id,
+            "organization_id": config.organization_id,
+            "idp_id": signed.idp_id,
+            "created_at": now,
+            "email": signed.email,
+            "first_name": signed.first_name,
+            "last_name": signed.last_name,
+            "name": signed.name,
+            "raw_attributes": signed.raw_attributes,
+            "groups_known": signed.groups is not None,
+            "roles": roles,
+            "last_sign_in_at": now,
+            "updated_at": now,
+            # A first sign-in with the overage claim starts with no known groups.
+            "groups": groups if signed.groups is not None else [],
+            "groups_received_at": now if signed.groups is not None else None,
+        },
+        {
+            "id": new_id("sso_login"),
+            "ip_address": ip_address,
+            "user_agent": (user_agent or "")[:512] or None,
+            "correlation_id": current_correlation_id(),
+        },
+        {"code_hash": _hash(code), "redirect_uri": redirect_uri, "expires_at": now + CODE_TTL},
+        profile,
+    )
+    conn.commit()
     if runtime.celery is not None:
         # The login row is the work: the worker takes every pending one (beat runs the
         # task too, so a request lost with this process only delays it).
