@@ -46,9 +46,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.metrics_registry = _metrics_registry(runtime)
     errors.install(app)
     # Routers are matched in this order, router by router: the hottest paths (membership
-    # reads, docs/benchmarks.md) first. No two routers share a path prefix.
+    # reads, then the ACS: docs/benchmarks.md) first. No two routers share a path prefix.
     for router in (
         memberships_router,
+        sso_flow_router,
         ops.router,
         rbac_router,
         organizations_router,
@@ -59,7 +60,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         scim_router,
         webhooks_router,
         sso_router,
-        sso_flow_router,
     ):
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)
