@@ -40,7 +40,7 @@ What it does:
 The baseline runs on one core with nothing else busy; the sign-ins share the 2 cores
 between uvicorn, PostgreSQL and the load generator, and include what the baseline does not
 (HTTP, our own checks, the replay table, the AuthnRequest, the profile, role resolution,
-the login event, the outbox message published to Redis, the code, the commit).
+the login row, the code, the commit, the request for the worker).
 """
 
 from __future__ import annotations
