@@ -437,3 +437,39 @@ def test_a_sign_in_survives_pooled_connections_the_server_closed(
     )
     answer = post_acs(http, setup, response)
     assert answer.status_code == 302, answer.text
+
+
+def test_the_acs_request_id_reaches_the_worker_that_folds_the_sign_in(
+    http, setup: Setup, sso_worker, caplog
+) -> None:
+    """The login row is the worker's message, so it carries the ACS request's correlation
+    id: the worker's lines about that sign-in have it."""
+    import json
+    import logging
+
+    from idp_sync.logs import JsonFormatter
+    from sso.sso_helpers import start_sign_in
+
+    caplog.set_level(logging.INFO)
+    request_id = start_sign_in(http, setup.connection_id)
+    response = setup.idp.response(
+        acs_url=setup.acs_url, audience=setup.sp_entity_id, in_response_to=request_id
+    )
+    answer = http.post(
+        f"/sso/saml/{setup.connection_id}/acs",
+        data={"SAMLResponse": response},
+        headers={"Authorization": "", "X-Request-Id": "acs-corr-7"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.text
+
+    def folded() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.getMessage() == "sso sign-in folded"
+            and json.loads(JsonFormatter().format(r)).get("correlation_id") == "acs-corr-7"
+        ]
+
+    lines = wait_for(folded)
+    assert json.loads(JsonFormatter().format(lines[0]))["outcome"] == "done"
