@@ -1,16 +1,15 @@
 """The ACS's statements: what a sign-in reads and writes, in as few round trips as the
 dialect allows, each a constant compiled once.
 
-A sign-in is three round trips and the commit on PostgreSQL, when the connection's
-settings are cached:
+A sign-in is two statements and the commit on PostgreSQL, when the connection's settings
+are cached:
 
 1. ``once``: the assertion id into the replay table and the answered AuthnRequest out of
-   the outstanding ones, one statement with two data-modifying CTEs, which also reads
-   the configuration token (``config_cache``; ``flow.accept`` validated the response
-   against what is cached, and starts again if the token changed);
-2. ``known``: the profile and its membership's inputs (a first sign-in reads the
-   membership by email in a second statement);
-3. ``write``: the profile upserted, the login row and the one-use code, one statement.
+   the outstanding ones (two data-modifying CTEs), the configuration token
+   (``config_cache``: ``flow.accept`` validated the response against what is cached,
+   and starts again if the token changed), and the profile with its membership's inputs
+   (``_membership_reads``);
+2. ``write``: the profile upserted, the login row and the one-use code.
 
 SQLite has no data-modifying CTEs: the same writes go one statement each. Both run in
 the tests (the SSO suite on PostgreSQL, ``tests/e2e/test_embedded_sqlite.py``).
@@ -21,7 +20,7 @@ Names in the SQL text come from the tables only; every value is a bound paramete
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
@@ -32,13 +31,16 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     insert,
-    literal,
     null,
     select,
     text,
+    true,
 )
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from idp_sync.db import UTCDateTime
@@ -128,41 +130,6 @@ _CONSUME = (
     )
 )
 _TOKEN = text("SELECT token FROM config_version WHERE id = 1")
-_ONCE_PG = (
-    text(
-        f"WITH replay AS ({_REPLAY_SQL} RETURNING assertion_id), "  # noqa: S608
-        f"request AS (DELETE FROM {REQUESTS.name} WHERE id = :request_id "
-        "RETURNING connection_id, redirect_uri, state, expires_at) "
-        "SELECT (SELECT count(*) FROM replay) AS stored, request.connection_id, "
-        "request.redirect_uri, request.state, request.expires_at, "
-        "(SELECT token FROM config_version WHERE id = 1) AS token "
-        "FROM (SELECT 1) AS one LEFT JOIN request ON true"
-    )
-    .bindparams(
-        *_typed(REPLAYS, _REPLAY_COLUMNS), bindparam("request_id", type_=REQUESTS.c.id.type)
-    )
-    .columns(expires_at=UTCDateTime())
-)
-
-
-def once(
-    conn: Connection, replay: dict[str, Any], request_id: str | None
-) -> tuple[bool, Row[Any] | None, int | None]:
-    """Remember the assertion id (``replay``: the replay row's values) and take the
-    answered AuthnRequest ``request_id`` out of the outstanding ones. Returns whether the
-    id was new (else: a replay), the request's row if there was one, and the configuration
-    token (``config_cache``) as this statement saw it. A concurrent use
-    of the same assertion id waits on the unique index for the other transaction: if that
-    one commits, this one is the replay. Nothing is kept if the caller then refuses: the
-    transaction rolls back."""
-    if conn.dialect.name == "postgresql":
-        row = conn.execute(_ONCE_PG, {**replay, "request_id": request_id}).one()
-        return bool(row.stored), row if row.connection_id is not None else None, row.token
-    stored = conn.execute(_REPLAY, replay).first() is not None
-    request = None
-    if request_id is not None:
-        request = conn.execute(_CONSUME, {"request_id": request_id}).first()
-    return stored, request, conn.execute(_TOKEN).scalar()
 
 
 # --- 3. known: the profile and its membership's inputs ---------------------------------
@@ -193,8 +160,8 @@ def _membership_reads() -> tuple[Select[Any], Select[Any]]:
     by_email = select(users.c.id).where(users.c.email == bindparam("email")).scalar_subquery()
     in_org = om.c.organization_id == bindparam("organization_id")
     profile = (
-        select(literal(True).label("profile_known"), PROFILES.c.groups)
-        .add_columns(om.c.id, api.c.role_slug, linked)
+        select(true().label("profile_known"), PROFILES.c.groups)
+        .add_columns(om.c.id, api.c.role_slug, linked, api.c.position)
         .select_from(PROFILES)
         .outerjoin(om, and_(in_org, om.c.user_id == func.coalesce(PROFILES.c.user_id, by_email)))
         .outerjoin(api, api.c.membership_id == om.c.id)
@@ -205,8 +172,10 @@ def _membership_reads() -> tuple[Select[Any], Select[Any]]:
         .order_by(api.c.position)
     )
     first = (
-        select(literal(False).label("profile_known"), null().label("groups"))
-        .add_columns(om.c.id, api.c.role_slug, linked)
+        select(
+            false().label("profile_known"), cast_(null(), PROFILES.c.groups.type).label("groups")
+        )
+        .add_columns(om.c.id, api.c.role_slug, linked, api.c.position)
         .select_from(om)
         .outerjoin(api, api.c.membership_id == om.c.id)
         .where(in_org, om.c.user_id == by_email)
@@ -218,20 +187,95 @@ def _membership_reads() -> tuple[Select[Any], Select[Any]]:
 _KNOWN_PROFILE, _FIRST_SIGN_IN = _membership_reads()
 
 
-def known(
-    conn: Connection, *, organization_id: str, connection_id: str, idp_id: str, email: str
-) -> list[Row[Any]]:
-    """Rows of (profile_known, groups, id, role_slug, linked): one per API role of the
-    membership, at least one for a known profile; none for a first sign-in of a user
-    with no membership."""
+def _named(statement: Select[Any]) -> str:
+    """``statement`` as PostgreSQL text with ``:name`` parameters, to sit in a CTE."""
+    return str(statement.compile(dialect=postgresql.dialect(paramstyle="named")))  # type: ignore[no-untyped-call]
+
+
+_INPUT_COLUMNS = "profile_known, groups, id, role_slug, linked, position"
+_ONCE_PG = (
+    text(
+        f"WITH replay AS ({_REPLAY_SQL} RETURNING assertion_id), "  # noqa: S608
+        f"request AS (DELETE FROM {REQUESTS.name} WHERE id = :request_id "
+        "RETURNING connection_id, redirect_uri, state, expires_at), "
+        f"known AS ({_named(_KNOWN_PROFILE)}), "
+        f"first AS ({_named(_FIRST_SIGN_IN)}), "
+        f"inputs AS (SELECT {_INPUT_COLUMNS} FROM known UNION ALL "
+        f"SELECT {_INPUT_COLUMNS} FROM first WHERE NOT EXISTS (SELECT 1 FROM known)) "
+        "SELECT (SELECT count(*) FROM replay) AS stored, "
+        "request.connection_id AS request_connection_id, request.redirect_uri, "
+        "request.state, request.expires_at, "
+        "(SELECT token FROM config_version WHERE id = 1) AS token, "
+        "inputs.profile_known, inputs.groups, inputs.id, inputs.role_slug, inputs.linked "
+        "FROM (SELECT 1) AS one LEFT JOIN request ON true LEFT JOIN inputs ON true "
+        "ORDER BY inputs.position"
+    )
+    .bindparams(
+        *_typed(REPLAYS, _REPLAY_COLUMNS), bindparam("request_id", type_=REQUESTS.c.id.type)
+    )
+    .columns(expires_at=UTCDateTime())
+)
+
+
+class Request(NamedTuple):
+    """The AuthnRequest a response answers, as it was taken out."""
+
+    connection_id: str
+    redirect_uri: str
+    state: str | None
+    expires_at: dt.datetime
+
+
+class Once(NamedTuple):
+    stored: bool  # the assertion id was new (else: a replay)
+    request: Request | None  # the answered AuthnRequest, if there was one
+    token: int | None  # the configuration token as the statement saw it
+    known: list[Row[Any]]  # (profile_known, groups, id, role_slug, linked) rows
+
+
+def once(
+    conn: Connection,
+    replay: dict[str, Any],
+    request_id: str | None,
+    *,
+    organization_id: str,
+    connection_id: str,
+    idp_id: str,
+    email: str,
+) -> Once:
+    """Remember the assertion id (``replay``: the replay row's values), take the answered
+    AuthnRequest ``request_id`` out of the outstanding ones, read the configuration token
+    (``config_cache``) and the sign-in's profile and membership inputs: the rows of
+    ``_membership_reads``, one per API role of the membership, at least one for a known
+    profile, none for a first sign-in of a user with no membership. A concurrent use of
+    the same assertion id waits on the unique index for the other transaction: if that
+    one commits, this one is the replay. Nothing is kept if the caller then refuses: the
+    transaction rolls back."""
     params = {
         "organization_id": organization_id,
         "email": email,
         "connection_id": connection_id,
         "idp_id": idp_id,
     }
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_ONCE_PG, {**replay, **params, "request_id": request_id}).all()
+        head = rows[0]
+        request = None
+        if head.request_connection_id is not None:
+            request = Request(
+                head.request_connection_id, head.redirect_uri, head.state, head.expires_at
+            )
+        known = [r for r in rows if r.profile_known is not None]
+        return Once(bool(head.stored), request, head.token, known)
+    stored = conn.execute(_REPLAY, replay).first() is not None
+    request = None
+    if request_id is not None:
+        found = conn.execute(_CONSUME, {"request_id": request_id}).first()
+        request = Request(*found) if found is not None else None
+    token = conn.execute(_TOKEN).scalar()
     rows = conn.execute(_KNOWN_PROFILE, params).all()
-    return list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
+    known = list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
+    return Once(stored, request, token, known)
 
 
 # --- 4. write: profile, login row, code ------------------------------------------------

@@ -229,7 +229,7 @@ def accept(
 
     A sign-in is judged against the connection's settings at the configuration token
     read in its own transaction. When they are cached, the response is validated before
-    any statement, and the token comes back with the first writes (``acs_sql.once``): if
+    any statement, and the token comes back with the first statement (``acs_sql.once``): if
     it is still the one they were cached under, the judgement stands. Otherwise, and for
     any refusal, the sign-in starts again from the token read, loading what changed."""
     cache = runtime.config_cache
@@ -242,19 +242,18 @@ def accept(
         except SamlRefusal:
             pass  # judged again below, against the current configuration
         else:
-            conn, (stored, request, current) = connect_unpinged(
+            conn, done = connect_unpinged(
                 runtime.engine, lambda c: _once(c, runtime.settings, config, assertion, now)
             )
             with conn:  # returned to the pool at the end, rolled back unless committed
-                if current == token:
+                if done.token == token:
                     return _sign_in(
                         runtime,
                         conn,
                         token,
                         config,
                         assertion,
-                        stored,
-                        request,
+                        done,
                         now,
                         ip_address=ip_address,
                         user_agent=user_agent,
@@ -293,15 +292,14 @@ def _confirmed(
         raise SamlRefusal("connection_inactive", 403)
     now = utcnow()
     assertion = saml.validate(posted, config.sp, now)
-    stored, request, _ = _once(conn, runtime.settings, config, assertion, now)
+    done = _once(conn, runtime.settings, config, assertion, now)
     return _sign_in(
         runtime,
         conn,
         token,
         config,
         assertion,
-        stored,
-        request,
+        done,
         now,
         ip_address=ip_address,
         user_agent=user_agent,
@@ -314,7 +312,10 @@ def _once(
     config: ConnectionConfig,
     assertion: saml.ValidAssertion,
     now: dt.datetime,
-) -> tuple[bool, Row[Any] | None, int | None]:
+) -> acs_sql.Once:
+    """``acs_sql.once`` for a validated assertion: the profile is looked up by what the
+    assertion names (an assertion without an email reads nothing, and is refused)."""
+    signed = read_profile(assertion, config.connection_type, config.attribute_maps)
     replay = {
         "assertion_id": assertion.assertion_id,
         "connection_id": config.id,
@@ -323,7 +324,15 @@ def _once(
         ),
         "created_at": now,
     }
-    return acs_sql.once(conn, replay, assertion.in_response_to)
+    return acs_sql.once(
+        conn,
+        replay,
+        assertion.in_response_to,
+        organization_id=config.organization_id,
+        connection_id=config.id,
+        idp_id=signed.idp_id,
+        email=signed.email or "",
+    )
 
 
 def _sign_in(
@@ -332,29 +341,22 @@ def _sign_in(
     token: int | None,
     config: ConnectionConfig,
     assertion: saml.ValidAssertion,
-    stored: bool,
-    request: Row[Any] | None,
+    done: acs_sql.Once,
     now: dt.datetime,
     *,
     ip_address: str | None,
     user_agent: str | None,
 ) -> Accepted:
-    """A validated response of ``config``'s connection, its id remembered (``stored``:
-    not a replay) and its AuthnRequest taken: the profile, its role(s), the login row
-    and the code, committed."""
-    if not stored:
+    """A validated response of ``config``'s connection after ``acs_sql.once``: its id
+    remembered (unless a replay) and its AuthnRequest taken: the profile, its role(s),
+    the login row and the code, committed."""
+    if not done.stored:
         raise SamlRefusal("replayed")
-    redirect_uri, state = _answered_request(config, request, assertion.in_response_to, now)
+    redirect_uri, state = _answered_request(config, done.request, assertion.in_response_to, now)
     signed = read_profile(assertion, config.connection_type, config.attribute_maps)
     if not signed.email or "@" not in signed.email:
         raise SamlRefusal("missing_email")
-    known = acs_sql.known(
-        conn,
-        organization_id=config.organization_id,
-        connection_id=config.id,
-        idp_id=signed.idp_id,
-        email=signed.email,
-    )
+    known = done.known
     # Entra groups overage: the groups are unknown; the last known ones are kept.
     if signed.groups is not None:
         groups = list(signed.groups)
@@ -433,7 +435,10 @@ def _resolve(
 
 
 def _answered_request(
-    config: ConnectionConfig, request: Row[Any] | None, in_response_to: str | None, now: dt.datetime
+    config: ConnectionConfig,
+    request: acs_sql.Request | None,
+    in_response_to: str | None,
+    now: dt.datetime,
 ) -> tuple[str, str | None]:
     """SP-initiated: the outstanding AuthnRequest answered (SAML profiles §4.1.4.2:
     InResponseTo), taken out by ``acs_sql.once`` so it answers once. IdP-initiated: only
