@@ -50,11 +50,13 @@ MAX_ENTRIES = 10_000
 
 
 class ConfigCache:
-    """Values keyed by anything hashable, valid while the configuration token is unchanged."""
+    """Values keyed by anything hashable, valid while the configuration token is unchanged.
+
+    The token and its values are one tuple, replaced whole: a reader takes both in one
+    read, so it never pairs a token with values kept under another one."""
 
     def __init__(self) -> None:
-        self._token: int | None = None
-        self._values: dict[Hashable, Any] = {}
+        self._state: tuple[int | None, dict[Hashable, Any]] = (None, {})
         self._lock = threading.Lock()
 
     def token(self, conn: Connection) -> int | None:
@@ -67,29 +69,28 @@ class ConfigCache:
         """The value cached for ``key`` under ``token``, else ``load()`` kept under it."""
         if token is None:
             return load()
-        values = self._values
-        if self._token == token and key in values:
+        kept, values = self._state
+        if kept == token and key in values:
             hit: T = values[key]
             return hit
         value = load()
         with self._lock:
-            if self._token != token:
+            kept, values = self._state
+            if kept != token or len(values) >= MAX_ENTRIES:
                 # Another token: what was kept belongs to an older (or, briefly, a newer)
                 # configuration. Start again rather than keep both.
-                self._token, self._values = token, {}
-            elif len(self._values) >= MAX_ENTRIES:
-                self._values = {}
-            self._values[key] = value
+                values = {}
+            self._state = (token, {**values, key: value})
         return value
 
     def peek(self, key: Hashable) -> tuple[int, Any] | None:
         """The token and the value cached for ``key`` under it, if any: for a caller that
         checks the token later in its transaction, and starts again if it changed."""
-        token, values = self._token, self._values
+        token, values = self._state
         if token is None or key not in values:
             return None
         return token, values[key]
 
     def clear(self) -> None:
         with self._lock:
-            self._token, self._values = None, {}
+            self._state = (None, {})

@@ -68,7 +68,12 @@ def _record_refusal(runtime: Runtime, request: Request, refusal: SamlRefusal) ->
     SAML_SIGNINS.labels("refused", refusal.reason).inc()
     connection_id = request.path_params.get("connection_id")
     log.warning(
-        "saml response refused", extra={"reason": refusal.reason, "connection_id": connection_id}
+        "saml response refused",
+        extra={
+            "reason": refusal.reason,
+            "detail": refusal.detail,
+            "connection_id": connection_id,
+        },
     )
     with runtime.transaction() as session:
         connection = session.get(Connection, connection_id) if connection_id else None

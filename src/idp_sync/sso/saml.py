@@ -89,10 +89,13 @@ _ONELOGIN_REASONS = {
 class SamlRefusal(Exception):
     """A response refused; ``reason`` is the short code returned and put in the event."""
 
-    def __init__(self, reason: str, status_code: int = 400) -> None:
+    def __init__(self, reason: str, status_code: int = 400, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+        # For the log only, never the client: which check of python3-saml failed (its
+        # error class and code), never the response's content.
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -408,9 +411,10 @@ def validate(posted: str, sp: SpConfig, now: dt.datetime) -> ValidAssertion:
         attributes = response.get_attributes()
         assertion_id = response.get_assertion_id()
     except VE as exc:
-        raise SamlRefusal(_ONELOGIN_REASONS.get(exc.code, "invalid_response")) from None
-    except Exception:
-        raise SamlRefusal("invalid_response") from None
+        reason = _ONELOGIN_REASONS.get(exc.code, "invalid_response")
+        raise SamlRefusal(reason, detail=f"OneLogin_Saml2_ValidationError {exc.code}") from None
+    except Exception as exc:
+        raise SamlRefusal("invalid_response", detail=type(exc).__name__) from None
     if assertion_id != assertion.get("ID") or not name_id:
         raise SamlRefusal("signature_wrapping")
     return ValidAssertion(
