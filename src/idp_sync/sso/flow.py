@@ -17,13 +17,13 @@ import datetime as dt
 import hashlib
 import secrets
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import (
-    Row,
     select,
 )
 from sqlalchemy.orm import Session
@@ -38,7 +38,7 @@ from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, Role
 from idp_sync.runtime import Runtime
 from idp_sync.sso import acs_sql, saml
 from idp_sync.sso import serializers as ser
-from idp_sync.sso.attributes import read_profile
+from idp_sync.sso.attributes import SignedProfile, read_profile
 from idp_sync.sso.models import (
     Connection,
     SamlAuthnRequest,
@@ -350,6 +350,39 @@ def _sign_in(
     """A validated response of ``config``'s connection after ``acs_sql.once``: its id
     remembered (unless a replay) and its AuthnRequest taken: the profile, its role(s),
     the login row and the code, committed."""
+    decided = decide(config, assertion, done, now)
+    state_of_org = runtime.config_cache.get(
+        token,
+        ("org_roles", config.organization_id),
+        lambda: _role_state(conn, config.organization_id),
+    )
+    directory = None
+    membership_id = done.known[0].id if done.known else None
+    if membership_id is not None and done.known[0].linked:
+        with Session(bind=conn) as session:
+            directory = directory_inputs(session, [membership_id]).get(membership_id)
+    roles = resolve_roles(config, state_of_org, done.known, decided.groups, directory)
+    rows = SignInRows.make(config, decided, roles, now, ip_address, user_agent)
+    acs_sql.write(conn, rows.profile, rows.login, rows.code, rows.code_profile)
+    conn.commit()
+    return finish(runtime, decided, rows)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a sign-in that passed every check goes on with."""
+
+    redirect_uri: str
+    state: str | None
+    signed: SignedProfile
+    groups: list[str]  # this sign-in's, or the last known ones after an Entra overage
+
+
+def decide(
+    config: ConnectionConfig, assertion: saml.ValidAssertion, done: acs_sql.Once, now: dt.datetime
+) -> Decided:
+    """The checks that need ``acs_sql.once``'s answers, in order; ``SamlRefusal`` if one
+    fails (the caller's transaction then rolls back)."""
     if not done.stored:
         raise SamlRefusal("replayed")
     redirect_uri, state = _answered_request(config, done.request, assertion.in_response_to, now)
@@ -362,70 +395,94 @@ def _sign_in(
         groups = list(signed.groups)
     else:
         groups = list(known[0].groups or []) if known and known[0].profile_known else []
-    state_of_org = runtime.config_cache.get(
-        token,
-        ("org_roles", config.organization_id),
-        lambda: _role_state(conn, config.organization_id),
-    )
-    roles = _resolve(conn, config, state_of_org, known, groups)
-    code = secrets.token_urlsafe(32)
-    profile = ser.profile("", config, signed, roles, groups)  # the id is the upsert's
-    acs_sql.write(
-        conn,
-        {
-            "id": new_id("sso_profile"),
-            "connection_id": config.id,
-            "organization_id": config.organization_id,
-            "idp_id": signed.idp_id,
-            "created_at": now,
-            "email": signed.email,
-            "first_name": signed.first_name,
-            "last_name": signed.last_name,
-            "name": signed.name,
-            "raw_attributes": signed.raw_attributes,
-            "groups_known": signed.groups is not None,
-            "roles": roles,
-            "last_sign_in_at": now,
-            "updated_at": now,
-            # A first sign-in with the overage claim starts with no known groups.
-            "groups": groups if signed.groups is not None else [],
-            "groups_received_at": now if signed.groups is not None else None,
-        },
-        {
-            "id": new_id("sso_login"),
-            "ip_address": ip_address,
-            "user_agent": (user_agent or "")[:512] or None,
-            "correlation_id": current_correlation_id(),
-        },
-        {"code_hash": _hash(code), "redirect_uri": redirect_uri, "expires_at": now + CODE_TTL},
-        profile,
-    )
-    conn.commit()
+    return Decided(redirect_uri, state, signed, groups)
+
+
+@dataclass(frozen=True)
+class SignInRows:
+    """The values ``acs_sql.write`` writes for a sign-in, and the code it hands out."""
+
+    profile: dict[str, Any]
+    login: dict[str, Any]
+    code: dict[str, Any]
+    code_profile: dict[str, Any]  # the Profile; its id is set by the write
+    raw_code: str
+
+    @classmethod
+    def make(
+        cls,
+        config: ConnectionConfig,
+        decided: Decided,
+        roles: list[str],
+        now: dt.datetime,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> SignInRows:
+        signed, groups = decided.signed, decided.groups
+        known_groups = signed.groups is not None
+        raw_code = secrets.token_urlsafe(32)
+        return cls(
+            profile={
+                "id": new_id("sso_profile"),
+                "connection_id": config.id,
+                "organization_id": config.organization_id,
+                "idp_id": signed.idp_id,
+                "created_at": now,
+                "email": signed.email,
+                "first_name": signed.first_name,
+                "last_name": signed.last_name,
+                "name": signed.name,
+                "raw_attributes": signed.raw_attributes,
+                "groups_known": known_groups,
+                "roles": roles,
+                "last_sign_in_at": now,
+                "updated_at": now,
+                # A first sign-in with the overage claim starts with no known groups.
+                "groups": groups if known_groups else [],
+                "groups_received_at": now if known_groups else None,
+            },
+            login={
+                "id": new_id("sso_login"),
+                "ip_address": ip_address,
+                "user_agent": (user_agent or "")[:512] or None,
+                "correlation_id": current_correlation_id(),
+            },
+            code={
+                "code_hash": _hash(raw_code),
+                "redirect_uri": decided.redirect_uri,
+                "expires_at": now + CODE_TTL,
+            },
+            code_profile=ser.profile("", config, signed, roles, groups),
+            raw_code=raw_code,
+        )
+
+
+def finish(runtime: Runtime, decided: Decided, rows: SignInRows) -> Accepted:
+    """After the commit: ask for the worker, and the redirect to the app with the code."""
     if runtime.celery is not None:
         # The login row is the work: the worker takes every pending one (beat runs the
         # task too, so a request lost with this process only delays it).
         request_task(runtime.celery, SIGN_INS_TASK, queue="sync")
-    params = {"code": code, **({"state": state} if state is not None else {})}
-    separator = "&" if urlsplit(redirect_uri).query else "?"
-    return Accepted(f"{redirect_uri}{separator}{urlencode(params)}", profile)
+    params = {
+        "code": rows.raw_code,
+        **({"state": decided.state} if decided.state is not None else {}),
+    }
+    separator = "&" if urlsplit(decided.redirect_uri).query else "?"
+    return Accepted(f"{decided.redirect_uri}{separator}{urlencode(params)}", rows.code_profile)
 
 
-def _resolve(
-    conn: SAConnection,
+def resolve_roles(
     config: ConnectionConfig,
     state: RoleState,
-    known: list[Row[Any]],
+    known: Sequence[Any],
     groups: list[str],
+    directory: IdpInput | None,
 ) -> list[str]:
     """The role(s) the profile's membership will have (as ``signin.resolve_profiles``): the
-    membership's own inputs (API roles, directory) when it exists, with this sign-in's
-    groups as the SSO source."""
+    membership's own inputs (API roles from ``known``, its directory input) when it
+    exists, with this sign-in's groups as the SSO source."""
     membership_id = known[0].id if known else None
     api_roles = tuple(r.role_slug for r in known if r.role_slug) if membership_id else ()
-    directory = None
-    if membership_id is not None and known[0].linked:
-        with Session(bind=conn) as session:
-            directory = directory_inputs(session, [membership_id]).get(membership_id)
     member = MembershipInput(
         api_roles=api_roles,
         directory=directory,
