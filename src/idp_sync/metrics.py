@@ -40,6 +40,10 @@ SCIM_REQUESTS = Counter(
     "idp_sync_scim_requests_total", "SCIM requests", ["directory_type", "method", "status"]
 )
 SAML_SIGNINS = Counter("idp_sync_saml_signins_total", "SAML sign-ins", ["outcome", "reason"])
+# Which way an accepted sign-in ran: "event_loop" (sso/acs_async.py), or "thread".
+SAML_SIGNIN_PATHS = Counter(
+    "idp_sync_saml_signin_paths_total", "Accepted SAML sign-ins by how they ran", ["path"]
+)
 WEBHOOK_DELIVERIES = Counter(
     "idp_sync_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"]
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, Select, make_url
@@ -105,6 +105,30 @@ class PostgresReader:
                     raise
                 await self._pool.check()
         raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A pooled connection in a transaction, committed when the block ends (rolled
+        back on error), for a hot path that writes (the ACS). In pipeline mode: BEGIN
+        goes with the first statement rather than in a round trip of its own. Rows are
+        dicts; psycopg types. No retry: a caller that meets ``psycopg.OperationalError``
+        on its first statement can fall back to the sync engine."""
+        if not self._open:
+            await self._pool.open()
+            self._open = True
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            yield conn
+
+    def sql(self, statement: Any) -> str:
+        """``statement`` compiled once for psycopg (``%(name)s`` parameters)."""
+        hit = self._sql.get(id(statement))
+        if hit is None:
+            from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+            compiled = statement.compile(dialect=dialect())  # type: ignore[no-untyped-call]
+            hit = (statement, str(compiled), dict(compiled.params))
+            self._sql[id(statement)] = hit
+        return hit[1]
 
     async def close(self) -> None:
         await self._pool.close()

@@ -473,3 +473,38 @@ def test_the_acs_request_id_reaches_the_worker_that_folds_the_sign_in(
 
     lines = wait_for(folded)
     assert json.loads(JsonFormatter().format(lines[0]))["outcome"] == "done"
+
+
+def test_a_returning_sign_in_runs_on_the_event_loop_and_gives_the_same_profile(
+    sso_sdk, http, setup: Setup, engine
+) -> None:
+    """With the connection's settings and roles cached, a sign-in runs on the event loop
+    (sso/acs_async.py), not in a thread; its profile, code and login row are those the
+    threaded path makes."""
+    import sqlalchemy as sa
+    from prometheus_client import REGISTRY
+
+    def runs(path: str) -> float:
+        value = REGISTRY.get_sample_value("idp_sync_saml_signin_paths_total", {"path": path})
+        return value or 0.0
+
+    admin, _ = _roles(sso_sdk, setup.org_id)
+    _map(http, setup.connection_id, "Admins", admin)
+    first, _ = sign_in(sso_sdk, http, setup, ["Admins"])  # caches the settings
+    before = runs("event_loop")
+    again, _ = sign_in(sso_sdk, http, setup, ["Admins", "Other"])
+    assert runs("event_loop") == before + 1
+    assert again.profile.id == first.profile.id
+    assert [r.slug for r in again.profile.roles or []] == [admin]
+    assert again.profile.groups == ["Admins", "Other"]
+    with engine.connect() as conn:
+        logins = conn.execute(
+            sa.text("SELECT count(*) FROM sso_login_events WHERE profile_id = :p"),
+            {"p": first.profile.id},
+        ).scalar_one()
+        stored = conn.execute(
+            sa.text("SELECT groups, roles FROM sso_profiles WHERE id = :p"),
+            {"p": first.profile.id},
+        ).one()
+    assert logins == 2
+    assert (stored.groups, stored.roles) == (["Admins", "Other"], [admin])

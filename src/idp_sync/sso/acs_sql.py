@@ -193,7 +193,7 @@ def _named(statement: Select[Any]) -> str:
 
 
 _INPUT_COLUMNS = "profile_known, groups, id, role_slug, linked, position"
-_ONCE_PG = (
+ONCE_PG = (
     text(
         f"WITH replay AS ({_REPLAY_SQL} RETURNING assertion_id), "  # noqa: S608
         f"request AS (DELETE FROM {REQUESTS.name} WHERE id = :request_id "
@@ -258,7 +258,7 @@ def once(
         "idp_id": idp_id,
     }
     if conn.dialect.name == "postgresql":
-        rows = conn.execute(_ONCE_PG, {**replay, **params, "request_id": request_id}).all()
+        rows = conn.execute(ONCE_PG, {**replay, **params, "request_id": request_id}).all()
         head = rows[0]
         request = None
         if head.request_connection_id is not None:
@@ -321,7 +321,7 @@ def _writes_pg() -> tuple[TextClause, TextClause]:
 
 
 _PROFILE_UPSERT, _PROFILE_UPSERT_KEEPING_GROUPS = _upserts()
-_WRITE_PG, _WRITE_PG_KEEPING_GROUPS = _writes_pg()
+WRITE_PG = _writes_pg()  # [0]: with the sign-in's groups; [1]: keeping the stored ones
 
 
 def write(
@@ -347,7 +347,7 @@ def write(
             "code_expires_at": code["expires_at"],
             "code_profile": code_profile,
         }
-        statement = _WRITE_PG_KEEPING_GROUPS if keep_groups else _WRITE_PG
+        statement = WRITE_PG[1] if keep_groups else WRITE_PG[0]
         profile_id: str = conn.execute(statement, params).scalar_one()
     else:
         statement = _PROFILE_UPSERT_KEEPING_GROUPS if keep_groups else _PROFILE_UPSERT

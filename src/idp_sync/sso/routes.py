@@ -23,9 +23,9 @@ from idp_sync.api.routing import commit_and_close, rollback_and_close, session_o
 from idp_sync.api.threads import finishing
 from idp_sync.errors import BadRequest, Unauthorized
 from idp_sync.events.services import record_event
-from idp_sync.metrics import SAML_SIGNINS
+from idp_sync.metrics import SAML_SIGNIN_PATHS, SAML_SIGNINS
 from idp_sync.runtime import Runtime
-from idp_sync.sso import flow, services
+from idp_sync.sso import acs_async, flow, services
 from idp_sync.sso import serializers as ser
 from idp_sync.sso.models import Connection
 from idp_sync.sso.saml import SamlRefusal
@@ -136,6 +136,18 @@ async def acs(connection_id: str, request: Request) -> Response:
     posted = (form.get("SAMLResponse") or [""])[0]
     if not posted:
         raise SamlRefusal("missing_saml_response")
+    # The common sign-in runs on the event loop (acs_async); anything else in a thread.
+    accepted = await acs_async.accept(
+        runtime,
+        connection_id,
+        posted,
+        ip_address=_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    if accepted is not None:
+        SAML_SIGNINS.labels("accepted", "").inc()
+        SAML_SIGNIN_PATHS.labels("event_loop").inc()
+        return RedirectResponse(accepted.redirect_url, status_code=302)
     state = request.app.state
     limiter = getattr(state, "acs_limiter", None)
     if limiter is None:
@@ -152,6 +164,7 @@ async def acs(connection_id: str, request: Request) -> Response:
     )
     accepted = await anyio.to_thread.run_sync(accept, limiter=limiter)
     SAML_SIGNINS.labels("accepted", "").inc()
+    SAML_SIGNIN_PATHS.labels("thread").inc()
     return RedirectResponse(accepted.redirect_url, status_code=302)
 
 
