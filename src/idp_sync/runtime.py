@@ -119,6 +119,10 @@ class PostgresReader:
         async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             yield conn
 
+    async def check(self) -> None:
+        """Drop the pooled connections the server closed (after an ``OperationalError``)."""
+        await self._pool.check()
+
     def sql(self, statement: Any) -> str:
         """``statement`` compiled once for psycopg (``%(name)s`` parameters)."""
         hit = self._sql.get(id(statement))

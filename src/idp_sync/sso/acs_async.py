@@ -106,7 +106,10 @@ async def accept(
             write = acs_sql.WRITE_PG[0 if made.profile["groups_known"] else 1]
             cursor = await conn.execute(reader.sql(write), _write_params(made))
             profile_id = (await cursor.fetchone())["profile_id"]
-    except (_Fallback, psycopg.OperationalError):
+    except _Fallback:
+        return None
+    except psycopg.OperationalError:
+        await reader.check()  # a restart or an idle timeout closed pooled connections
         return None
     made.code_profile["id"] = profile_id
     return flow.finish(runtime, decided, made)
