@@ -200,6 +200,20 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def make_org(session: Session) -> Any:
+    """Service level, in ``session``: a new organization with a unique name."""
+    from idp_sync.organizations.services import create_organization
+
+    return create_organization(
+        session,
+        name=unique("Acme"),
+        domains=[],
+        external_id=None,
+        metadata=None,
+        allow_profiles_outside_organization=None,
+    )
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -100,27 +100,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
     if ping:
-        event.listen(engine, "checkout", _ping_on_checkout)
+        dialect = engine.dialect
+
+        @event.listens_for(engine, "checkout")
+        def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+            """pool_pre_ping's check with the dialect's own ping (autocommit, no open
+            transaction left): a connection the server closed (a restart, an idle
+            timeout) is replaced before the caller sees it (the pool retries on
+            ``DisconnectionError``). Skipped inside ``connect_unpinged``."""
+            if _unpinged.get():
+                return
+            try:
+                dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise DisconnectionError(
+                    f"pooled connection is gone: {type(exc).__name__}"
+                ) from exc
+
     return engine
 
 
 _unpinged: contextvars.ContextVar[bool] = contextvars.ContextVar("idp_sync_unpinged", default=False)
-
-
-def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-    """``SELECT 1`` on every checkout: a connection the server closed (a restart, an idle
-    timeout) is replaced before the caller sees it (the pool retries on
-    ``DisconnectionError``)."""
-    if _unpinged.get():
-        return
-    try:
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("SELECT 1")
-        finally:
-            cursor.close()
-    except Exception as exc:
-        raise DisconnectionError(f"pooled connection is gone: {type(exc).__name__}") from exc
 
 
 def connect_unpinged(engine: Engine, first: Callable[[Connection], T]) -> tuple[Connection, T]:

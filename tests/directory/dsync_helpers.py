@@ -8,8 +8,8 @@ import httpx
 from scim_conformance import check_response
 
 from conftest import API_KEY, unique
+from conftest import make_org as make_org_in
 from idp_sync.directory import mirror, services
-from idp_sync.organizations.services import create_organization
 from idp_sync.rbac.services import create_environment_role
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -98,14 +98,7 @@ def assert_scim_error(answer: httpx.Response, status: int, scim_type: str | None
 def mapped_directory(session):  # type: ignore[no-untyped-def]
     """Service level, in ``session``: an organization with an Okta directory whose one
     group is mapped to a new environment role. Returns (org, directory, group, role)."""
-    org = create_organization(
-        session,
-        name=unique("Acme"),
-        domains=[],
-        external_id=None,
-        metadata=None,
-        allow_profiles_outside_organization=None,
-    )
+    org = make_org_in(session)
     directory, _ = services.create_directory(
         session, organization_id=org.id, name="d", directory_type="okta scim v2.0"
     )

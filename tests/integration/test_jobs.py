@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conftest import unique
+from conftest import make_org, unique
 from idp_sync.db import utcnow
 from idp_sync.errors import Unprocessable
 from idp_sync.events.models import Event, OutboxMessage
@@ -26,7 +26,6 @@ from idp_sync.jobs.models import Job
 from idp_sync.memberships import services as memberships
 from idp_sync.memberships.models import MembershipAudit, OrganizationMembership
 from idp_sync.memberships.recompute import RoleCatalog
-from idp_sync.organizations import services as organizations
 from idp_sync.organizations.models import Organization
 from idp_sync.rbac import configuration
 from idp_sync.rbac import services as rbac
@@ -37,17 +36,6 @@ LEASE = 60.0
 
 
 # --- factories ------------------------------------------------------------------------
-
-
-def make_org(session: Session) -> Organization:
-    return organizations.create_organization(
-        session,
-        name=unique("Acme"),
-        domains=[],
-        external_id=None,
-        metadata=None,
-        allow_profiles_outside_organization=None,
-    )
 
 
 def make_env_role(session: Session) -> Role:
@@ -91,6 +79,21 @@ def updated_events(session: Session, organization_id: str) -> Counter[str]:
         )
     )
     return Counter(e.data["id"] for e in rows)
+
+
+def multiple_roles_org(session: Session, *names: str) -> tuple[Organization, list[Role]]:
+    """Multiple-roles mode switched on (its job run), and an organization with a new
+    organization role per name, in that order."""
+    _, started = configuration.update_environment_settings(
+        session, {"multiple_roles_enabled": True}, actor="test"
+    )
+    run_to_end(session, started[0], batch_size=50)
+    org = make_org(session)
+    roles = [
+        rbac.create_organization_role(session, org.id, slug=None, name=name, description=None)
+        for name in names
+    ]
+    return org, roles
 
 
 def set_org_default(session: Session, org: Organization, slug: str | None) -> Job:
@@ -434,15 +437,7 @@ def test_multiple_roles_off_then_priority_then_on_recompute_api_roles_kept_under
     Each is a job that touches only the memberships it can affect."""
     from idp_sync.memberships.models import MembershipApiRole
 
-    _, started = configuration.update_environment_settings(
-        session, {"multiple_roles_enabled": True}, actor="test"
-    )
-    run_to_end(session, started[0], batch_size=50)
-    org = make_org(session)
-    high, low = (
-        rbac.create_organization_role(session, org.id, slug=None, name=name, description=None)
-        for name in ("High", "Low")
-    )
+    org, (high, low) = multiple_roles_org(session, "High", "Low")
     order = configuration.organization_settings_body(session, org.id)["priority_order"]
     assert order.index(high.slug) < order.index(low.slug)  # a new role enters at the bottom
     several = make_members(session, org, 3, [low.slug, high.slug])
@@ -497,15 +492,7 @@ def test_multiple_roles_off_then_priority_then_on_recompute_api_roles_kept_under
 def test_role_deletion_in_multiple_roles_mode_keeps_the_other_roles(session: Session) -> None:
     """Issue 6 point 2, multiple-roles mode: the deleted role leaves each membership, its
     other roles stay, and a membership left with none gets the default."""
-    _, started = configuration.update_environment_settings(
-        session, {"multiple_roles_enabled": True}, actor="test"
-    )
-    run_to_end(session, started[0], batch_size=50)
-    org = make_org(session)
-    kept, doomed = (
-        rbac.create_organization_role(session, org.id, slug=None, name=name, description=None)
-        for name in ("Kept", "Doomed")
-    )
+    org, (kept, doomed) = multiple_roles_org(session, "Kept", "Doomed")
     both = make_members(session, org, 2, [kept.slug, doomed.slug])
     only = make_members(session, org, 1, [doomed.slug])
     job = configuration.delete_role(session, doomed, actor="test")

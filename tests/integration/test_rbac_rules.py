@@ -10,29 +10,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conftest import unique
+from conftest import make_org, unique
 from idp_sync.errors import Conflict, Unprocessable
 from idp_sync.events.models import Event
 from idp_sync.memberships import services as memberships
 from idp_sync.memberships.models import OrganizationMembership
-from idp_sync.organizations import services as organizations
 from idp_sync.organizations.models import Organization
 from idp_sync.rbac import services as rbac
 from idp_sync.rbac.models import Role
 from idp_sync.users import services as users
 
 # --- factories ------------------------------------------------------------------------
-
-
-def make_org(session: Session) -> Organization:
-    return organizations.create_organization(
-        session,
-        name=unique("Acme"),
-        domains=[],
-        external_id=None,
-        metadata=None,
-        allow_profiles_outside_organization=None,
-    )
 
 
 def make_env_role(session: Session, prefix: str = "role") -> Role:

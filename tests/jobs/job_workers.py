@@ -10,7 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from conftest import unique
+from conftest import API_KEY, unique
+from idp_sync.config import Settings
 from idp_sync.db import utcnow
 from idp_sync.ids import new_id
 from idp_sync.memberships.models import MembershipRole, OrganizationMembership
@@ -71,6 +72,20 @@ def seed_default_members(engine: sa.Engine, org_id: str, count: int) -> list[str
             ],
         )
     return [m["id"] for m in memberships]
+
+
+def worker_env(settings: Settings, log_level: str, **extra: str) -> dict[str, str]:
+    """The environment a worker process needs to share ``settings``' database, broker
+    (and key prefix) and data directory; ``extra`` settings as environment variables."""
+    return {
+        "DATABASE_URL": settings.effective_database_url,
+        "BROKER_URL": settings.effective_broker_url,
+        "IDP_SYNC_API_KEY": API_KEY,
+        "IDP_SYNC_BROKER_KEY_PREFIX": settings.broker_key_prefix,
+        "IDP_SYNC_DATA_DIR": str(settings.data_dir),
+        "IDP_SYNC_LOG_LEVEL": log_level,
+        **extra,
+    }
 
 
 def start_worker(

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
-from job_workers import seed_default_members, start_worker
+from job_workers import seed_default_members, start_worker, worker_env
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,15 +76,7 @@ def test_two_worker_processes_racing_end_on_the_final_default(
     """The same race with two real worker processes (one job each, solo pool): the jobs
     run at once on the same memberships and they end on the last default set."""
     settings = make_settings(pg_url, redis_url, str(tmp_path), IDP_SYNC_JOB_BATCH_SIZE=20)
-    env = {
-        "DATABASE_URL": pg_url,
-        "BROKER_URL": redis_url,
-        "IDP_SYNC_API_KEY": API_KEY,
-        "IDP_SYNC_BROKER_KEY_PREFIX": settings.broker_key_prefix,
-        "IDP_SYNC_JOB_BATCH_SIZE": "20",
-        "IDP_SYNC_DATA_DIR": str(tmp_path),
-        "IDP_SYNC_LOG_LEVEL": "INFO",
-    }
+    env = worker_env(settings, "INFO", IDP_SYNC_JOB_BATCH_SIZE="20")
     runtime = Runtime(settings)
     server = serve(runtime)
     org_id = new_id("organization")

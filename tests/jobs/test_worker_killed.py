@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from job_workers import seed_default_members, start_worker
+from job_workers import seed_default_members, start_worker, worker_env
 from sqlalchemy.orm import Session
 
 from conftest import API_KEY, make_settings, serve, unique, wait_for
@@ -36,16 +36,9 @@ def test_a_job_killed_mid_way_resumes_and_changes_each_membership_once(
         IDP_SYNC_JOB_BATCH_SIZE=20,
         IDP_SYNC_JOB_LEASE_SECONDS=2.0,
     )
-    env = {
-        "DATABASE_URL": pg_url,
-        "BROKER_URL": redis_url,
-        "IDP_SYNC_API_KEY": API_KEY,
-        "IDP_SYNC_BROKER_KEY_PREFIX": settings.broker_key_prefix,
-        "IDP_SYNC_JOB_BATCH_SIZE": "20",
-        "IDP_SYNC_JOB_LEASE_SECONDS": "2",
-        "IDP_SYNC_DATA_DIR": str(tmp_path),
-        "IDP_SYNC_LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(
+        settings, "WARNING", IDP_SYNC_JOB_BATCH_SIZE="20", IDP_SYNC_JOB_LEASE_SECONDS="2"
+    )
     runtime = Runtime(settings)
     app = create_celery_app(runtime=runtime)
     server = serve(runtime)

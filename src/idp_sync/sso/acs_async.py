@@ -17,26 +17,17 @@ configuration), a directory-linked membership, a pooled connection the server cl
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 
 from idp_sync.db import utcnow
 from idp_sync.runtime import PostgresReader, Runtime
 from idp_sync.sso import acs_sql, flow, saml
-from idp_sync.sso.attributes import read_profile
 from idp_sync.sso.saml import SamlRefusal
 
 # Parameters psycopg gets as JSON text, cast to jsonb by the statements.
 _JSON = frozenset({"raw_attributes", "roles", "groups", "code_profile"})
-
-
-class _Known(NamedTuple):
-    profile_known: bool
-    groups: list[str] | None
-    id: str | None
-    role_slug: str | None
-    linked: bool
 
 
 class _Fallback(Exception):
@@ -69,42 +60,18 @@ async def accept(
         assertion = saml.validate(posted, config.sp, now)
     except SamlRefusal:
         return None  # judged again against the current configuration
-    signed = read_profile(assertion, config.connection_type, config.attribute_maps)
-    params = {
-        "assertion_id": assertion.assertion_id,
-        "connection_id": config.id,
-        "not_on_or_after": acs_sql.keep_until(
-            assertion.not_on_or_after, runtime.settings.saml_clock_skew_seconds
-        ),
-        "created_at": now,
-        "request_id": assertion.in_response_to,
-        "organization_id": config.organization_id,
-        "idp_id": signed.idp_id,
-        "email": signed.email or "",
-    }
+    params = flow.once_params(runtime.settings, config, assertion, now)
     try:
         async with reader.transaction() as conn:
             cursor = await conn.execute(reader.sql(acs_sql.ONCE_PG), params)
-            rows = await cursor.fetchall()
-            head = rows[0]
-            known = [_known(r) for r in rows if r["profile_known"] is not None]
-            if head["token"] != token or (known and known[0].linked):
+            done = acs_sql.Once.from_pg_rows(await cursor.fetchall())
+            if done.token != token or (done.known and done.known[0].linked):
                 raise _Fallback
-            request = None
-            if head["request_connection_id"] is not None:
-                request = acs_sql.Request(
-                    head["request_connection_id"],
-                    head["redirect_uri"],
-                    head["state"],
-                    head["expires_at"],
-                )
-            stored = bool(head["stored"])
-            done = acs_sql.Once(stored, request, head["token"], known)  # type: ignore[arg-type]
             decided = flow.decide(config, assertion, done, now)
-            roles = flow.resolve_roles(config, state_of_org, known, decided.groups, None)
+            roles = flow.resolve_roles(config, state_of_org, done.known, decided.groups, None)
             made = flow.SignInRows.make(config, decided, roles, now, ip_address, user_agent)
-            write = acs_sql.WRITE_PG[0 if made.profile["groups_known"] else 1]
-            cursor = await conn.execute(reader.sql(write), _write_params(made))
+            write, values = acs_sql.write_pg(made.profile, made.login, made.code, made.code_profile)
+            cursor = await conn.execute(reader.sql(write), _as_json(values))
             profile_id = (await cursor.fetchone())["profile_id"]
     except _Fallback:
         return None
@@ -115,20 +82,6 @@ async def accept(
     return flow.finish(runtime, decided, made)
 
 
-def _known(row: dict[str, Any]) -> _Known:
-    return _Known(
-        row["profile_known"], row["groups"], row["id"], row["role_slug"], bool(row["linked"])
-    )
-
-
-def _write_params(made: flow.SignInRows) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        **made.profile,
-        **{f"login_{k}": v for k, v in made.login.items() if k != "id"},
-        "login_id": made.login["id"],
-        "code_hash": made.code["code_hash"],
-        "code_redirect_uri": made.code["redirect_uri"],
-        "code_expires_at": made.code["expires_at"],
-        "code_profile": made.code_profile,
-    }
+def _as_json(params: dict[str, Any]) -> dict[str, Any]:
+    """psycopg gets JSON values as text; the statement casts them to jsonb."""
     return {k: json.dumps(v) if k in _JSON else v for k, v in params.items()}

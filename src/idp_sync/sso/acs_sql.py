@@ -20,11 +20,11 @@ Names in the SQL text come from the tables only; every value is a bound paramete
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
-    Row,
     Select,
     Table,
     TextClause,
@@ -77,7 +77,9 @@ SIGN_IN_COLUMNS = (
 )
 GROUP_COLUMNS = ("groups", "groups_received_at")
 _INSERTED_ONLY = ("id", "connection_id", "organization_id", "idp_id", "created_at")
-_REPLAY_COLUMNS = ("assertion_id", "connection_id", "not_on_or_after", "created_at")
+# ``once``'s parameters: the replay row's values, the profile's lookup, and request_id.
+REPLAY_KEYS = ("assertion_id", "connection_id", "not_on_or_after", "created_at")
+LOOKUP_KEYS = ("organization_id", "email", "connection_id", "idp_id")
 _LOGIN_COLUMNS = ("ip_address", "user_agent", "correlation_id")
 _CODE_COLUMNS = ("code_hash", "redirect_uri", "expires_at")
 
@@ -114,14 +116,12 @@ def _profile_upsert_sql(updated: tuple[str, ...]) -> str:
 
 
 _PROFILE_PARAMS = _typed(PROFILES, _INSERTED_ONLY + SIGN_IN_COLUMNS + GROUP_COLUMNS)
-_REPLAY_SQL = _insert_sql(REPLAYS, _REPLAY_COLUMNS, "assertion_id", "DO NOTHING")
+_REPLAY_SQL = _insert_sql(REPLAYS, REPLAY_KEYS, "assertion_id", "DO NOTHING")
 
 
 # --- 2. once: the replay table and the AuthnRequest ------------------------------------
 
-_REPLAY = text(f"{_REPLAY_SQL} RETURNING assertion_id").bindparams(
-    *_typed(REPLAYS, _REPLAY_COLUMNS)
-)
+_REPLAY = text(f"{_REPLAY_SQL} RETURNING assertion_id").bindparams(*_typed(REPLAYS, REPLAY_KEYS))
 _CONSUME = (
     delete(REQUESTS)
     .where(REQUESTS.c.id == bindparam("request_id"))
@@ -210,9 +210,7 @@ ONCE_PG = (
         "FROM (SELECT 1) AS one LEFT JOIN request ON true LEFT JOIN inputs ON true "
         "ORDER BY inputs.position"
     )
-    .bindparams(
-        *_typed(REPLAYS, _REPLAY_COLUMNS), bindparam("request_id", type_=REQUESTS.c.id.type)
-    )
+    .bindparams(*_typed(REPLAYS, REPLAY_KEYS), bindparam("request_id", type_=REQUESTS.c.id.type))
     .columns(expires_at=UTCDateTime())
 )
 
@@ -226,56 +224,66 @@ class Request(NamedTuple):
     expires_at: dt.datetime
 
 
+class Known(NamedTuple):
+    """A row of ``_membership_reads``."""
+
+    profile_known: bool
+    groups: list[str] | None  # the profile's last known groups
+    id: str | None  # the membership's
+    role_slug: str | None  # one of its API roles, in order
+    linked: bool  # a live directory user links the membership
+
+
 class Once(NamedTuple):
     stored: bool  # the assertion id was new (else: a replay)
     request: Request | None  # the answered AuthnRequest, if there was one
     token: int | None  # the configuration token as the statement saw it
-    known: list[Row[Any]]  # (profile_known, groups, id, role_slug, linked) rows
+    known: list[Known]  # one per API role of the membership; none for a first sign-in
+    # of a user with no membership
 
-
-def once(
-    conn: Connection,
-    replay: dict[str, Any],
-    request_id: str | None,
-    *,
-    organization_id: str,
-    connection_id: str,
-    idp_id: str,
-    email: str,
-) -> Once:
-    """Remember the assertion id (``replay``: the replay row's values), take the answered
-    AuthnRequest ``request_id`` out of the outstanding ones, read the configuration token
-    (``config_cache``) and the sign-in's profile and membership inputs: the rows of
-    ``_membership_reads``, one per API role of the membership, at least one for a known
-    profile, none for a first sign-in of a user with no membership. A concurrent use of
-    the same assertion id waits on the unique index for the other transaction: if that
-    one commits, this one is the replay. Nothing is kept if the caller then refuses: the
-    transaction rolls back."""
-    params = {
-        "organization_id": organization_id,
-        "email": email,
-        "connection_id": connection_id,
-        "idp_id": idp_id,
-    }
-    if conn.dialect.name == "postgresql":
-        rows = conn.execute(ONCE_PG, {**replay, **params, "request_id": request_id}).all()
+    @classmethod
+    def from_pg_rows(cls, rows: Sequence[Mapping[Any, Any]]) -> Once:
+        """From ``ONCE_PG``'s rows, whichever driver interface read them."""
         head = rows[0]
         request = None
-        if head.request_connection_id is not None:
+        if head["request_connection_id"] is not None:
             request = Request(
-                head.request_connection_id, head.redirect_uri, head.state, head.expires_at
+                head["request_connection_id"],
+                head["redirect_uri"],
+                head["state"],
+                head["expires_at"],
             )
-        known = [r for r in rows if r.profile_known is not None]
-        return Once(bool(head.stored), request, head.token, known)
-    stored = conn.execute(_REPLAY, replay).first() is not None
+        known = [_known(r) for r in rows if r["profile_known"] is not None]
+        return cls(bool(head["stored"]), request, head["token"], known)
+
+
+def _known(row: Mapping[Any, Any]) -> Known:
+    return Known(
+        row["profile_known"], row["groups"], row["id"], row["role_slug"], bool(row["linked"])
+    )
+
+
+def once(conn: Connection, params: Mapping[str, Any]) -> Once:
+    """Remember the assertion id (the replay row's values: ``REPLAY_KEYS``), take the
+    answered AuthnRequest ``request_id`` out of the outstanding ones, read the
+    configuration token (``config_cache``) and the sign-in's profile and membership
+    inputs (``LOOKUP_KEYS``). A concurrent use of the same assertion id waits on the
+    unique index for the other transaction: if that one commits, this one is the replay.
+    Nothing is kept if the caller then refuses: the transaction rolls back."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(ONCE_PG, dict(params)).all()
+        return Once.from_pg_rows([row._mapping for row in rows])
+    stored = conn.execute(_REPLAY, {k: params[k] for k in REPLAY_KEYS}).first() is not None
     request = None
-    if request_id is not None:
-        found = conn.execute(_CONSUME, {"request_id": request_id}).first()
+    if params["request_id"] is not None:
+        found = conn.execute(_CONSUME, {"request_id": params["request_id"]}).first()
         request = Request(*found) if found is not None else None
     token = conn.execute(_TOKEN).scalar()
-    rows = conn.execute(_KNOWN_PROFILE, params).all()
-    known = list(rows) if rows else list(conn.execute(_FIRST_SIGN_IN, params).all())
-    return Once(stored, request, token, known)
+    lookup = {k: params[k] for k in LOOKUP_KEYS}
+    rows = conn.execute(_KNOWN_PROFILE, lookup).all()
+    if not rows:
+        rows = conn.execute(_FIRST_SIGN_IN, lookup).all()
+    return Once(stored, request, token, [_known(row._mapping) for row in rows])
 
 
 # --- 4. write: profile, login row, code ------------------------------------------------
@@ -338,16 +346,7 @@ def write(
     row. ``code_profile`` is the code's Profile; its ``id`` is set here."""
     keep_groups = not profile["groups_known"]
     if conn.dialect.name == "postgresql":
-        params = {
-            **profile,
-            **{f"login_{k}": login[k] for k in _LOGIN_COLUMNS},
-            "login_id": login["id"],
-            "code_hash": code["code_hash"],
-            "code_redirect_uri": code["redirect_uri"],
-            "code_expires_at": code["expires_at"],
-            "code_profile": code_profile,
-        }
-        statement = WRITE_PG[1] if keep_groups else WRITE_PG[0]
+        statement, params = write_pg(profile, login, code, code_profile)
         profile_id: str = conn.execute(statement, params).scalar_one()
     else:
         statement = _PROFILE_UPSERT_KEEPING_GROUPS if keep_groups else _PROFILE_UPSERT
@@ -372,6 +371,25 @@ def write(
         )
     code_profile["id"] = profile_id
     return profile_id
+
+
+def write_pg(
+    profile: dict[str, Any],
+    login: dict[str, Any],
+    code: dict[str, Any],
+    code_profile: dict[str, Any],
+) -> tuple[TextClause, dict[str, Any]]:
+    """``write``'s one statement on PostgreSQL and its parameters."""
+    params = {
+        **profile,
+        **{f"login_{k}": login[k] for k in _LOGIN_COLUMNS},
+        "login_id": login["id"],
+        "code_hash": code["code_hash"],
+        "code_redirect_uri": code["redirect_uri"],
+        "code_expires_at": code["expires_at"],
+        "code_profile": code_profile,
+    }
+    return WRITE_PG[0 if profile["groups_known"] else 1], params
 
 
 def keep_until(not_on_or_after: dt.datetime, skew_seconds: int) -> dt.datetime:

@@ -19,7 +19,7 @@ import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Connection as SAConnection
@@ -34,7 +34,7 @@ from idp_sync.db import connect_unpinged, utcnow
 from idp_sync.errors import BadRequest, NotFound, Unauthorized
 from idp_sync.ids import new_id
 from idp_sync.memberships.recompute import RoleCatalog
-from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, RoleState, resolve
+from idp_sync.rbac.resolver import GroupMapping, IdpInput, RoleState
 from idp_sync.runtime import Runtime
 from idp_sync.sso import acs_sql, saml
 from idp_sync.sso import serializers as ser
@@ -48,7 +48,7 @@ from idp_sync.sso.models import (
     SsoRedirectUri,
 )
 from idp_sync.sso.saml import SamlRefusal
-from idp_sync.sso.signin import directory_inputs, mappings_of
+from idp_sync.sso.signin import directory_inputs, mappings_of, sso_roles
 from idp_sync.tasks import request_task
 
 SIGN_INS_TASK = "idp_sync.sso.sign_ins"
@@ -242,44 +242,42 @@ def accept(
         except SamlRefusal:
             pass  # judged again below, against the current configuration
         else:
-            conn, done = connect_unpinged(
-                runtime.engine, lambda c: _once(c, runtime.settings, config, assertion, now)
-            )
+            params = once_params(runtime.settings, config, assertion, now)
+            conn, done = connect_unpinged(runtime.engine, lambda c: acs_sql.once(c, params))
             with conn:  # returned to the pool at the end, rolled back unless committed
                 if done.token == token:
-                    return _sign_in(
-                        runtime,
-                        conn,
-                        token,
-                        config,
-                        assertion,
-                        done,
-                        now,
-                        ip_address=ip_address,
-                        user_agent=user_agent,
-                    )
-                conn.rollback()  # the configuration changed: start again
-                again = cache.token(conn)
-                return _confirmed(
-                    runtime, conn, again, connection_id, posted, ip_address, user_agent
-                )
+                    judged = Judged(token, config, assertion, done, now)
+                else:
+                    conn.rollback()  # the configuration changed: start again
+                    judged = _judge(runtime, conn, cache.token(conn), connection_id, posted)
+                return _sign_in(runtime, conn, judged, ip_address, user_agent)
     # The token read is then the transaction's first statement and the connection's ping.
     conn, first = connect_unpinged(runtime.engine, cache.token)
     with conn:
-        return _confirmed(runtime, conn, first, connection_id, posted, ip_address, user_agent)
+        judged = _judge(runtime, conn, first, connection_id, posted)
+        return _sign_in(runtime, conn, judged, ip_address, user_agent)
 
 
-def _confirmed(
+class Judged(NamedTuple):
+    """A response validated against ``config`` as it was at ``token``, after
+    ``acs_sql.once``."""
+
+    token: int | None
+    config: ConnectionConfig
+    assertion: saml.ValidAssertion
+    done: acs_sql.Once
+    now: dt.datetime
+
+
+def _judge(
     runtime: Runtime,
     conn: SAConnection,
     token: int | None,
     connection_id: str,
     posted: str,
-    ip_address: str | None,
-    user_agent: str | None,
-) -> Accepted:
-    """The sign-in judged against the configuration at ``token``, read first in ``conn``'s
-    transaction, loaded if not cached under it."""
+) -> Judged:
+    """The response judged against the configuration at ``token``, read first in
+    ``conn``'s transaction, loaded if not cached under it."""
     cache = runtime.config_cache
     config = cache.get(
         token,
@@ -292,64 +290,40 @@ def _confirmed(
         raise SamlRefusal("connection_inactive", 403)
     now = utcnow()
     assertion = saml.validate(posted, config.sp, now)
-    done = _once(conn, runtime.settings, config, assertion, now)
-    return _sign_in(
-        runtime,
-        conn,
-        token,
-        config,
-        assertion,
-        done,
-        now,
-        ip_address=ip_address,
-        user_agent=user_agent,
-    )
+    done = acs_sql.once(conn, once_params(runtime.settings, config, assertion, now))
+    return Judged(token, config, assertion, done, now)
 
 
-def _once(
-    conn: SAConnection,
-    settings: Settings,
-    config: ConnectionConfig,
-    assertion: saml.ValidAssertion,
-    now: dt.datetime,
-) -> acs_sql.Once:
-    """``acs_sql.once`` for a validated assertion: the profile is looked up by what the
-    assertion names (an assertion without an email reads nothing, and is refused)."""
+def once_params(
+    settings: Settings, config: ConnectionConfig, assertion: saml.ValidAssertion, now: dt.datetime
+) -> dict[str, Any]:
+    """``acs_sql.once``'s parameters for a validated assertion: the profile is looked up
+    by what the assertion names (one without an email reads nothing, and is refused)."""
     signed = read_profile(assertion, config.connection_type, config.attribute_maps)
-    replay = {
+    return {
         "assertion_id": assertion.assertion_id,
         "connection_id": config.id,
         "not_on_or_after": acs_sql.keep_until(
             assertion.not_on_or_after, settings.saml_clock_skew_seconds
         ),
         "created_at": now,
+        "request_id": assertion.in_response_to,
+        "organization_id": config.organization_id,
+        "idp_id": signed.idp_id,
+        "email": signed.email or "",
     }
-    return acs_sql.once(
-        conn,
-        replay,
-        assertion.in_response_to,
-        organization_id=config.organization_id,
-        connection_id=config.id,
-        idp_id=signed.idp_id,
-        email=signed.email or "",
-    )
 
 
 def _sign_in(
     runtime: Runtime,
     conn: SAConnection,
-    token: int | None,
-    config: ConnectionConfig,
-    assertion: saml.ValidAssertion,
-    done: acs_sql.Once,
-    now: dt.datetime,
-    *,
+    judged: Judged,
     ip_address: str | None,
     user_agent: str | None,
 ) -> Accepted:
-    """A validated response of ``config``'s connection after ``acs_sql.once``: its id
-    remembered (unless a replay) and its AuthnRequest taken: the profile, its role(s),
-    the login row and the code, committed."""
+    """A judged response: the profile, its role(s), the login row and the code,
+    committed."""
+    token, config, assertion, done, now = judged
     decided = decide(config, assertion, done, now)
     state_of_org = runtime.config_cache.get(
         token,
@@ -474,21 +448,15 @@ def finish(runtime: Runtime, decided: Decided, rows: SignInRows) -> Accepted:
 def resolve_roles(
     config: ConnectionConfig,
     state: RoleState,
-    known: Sequence[Any],
+    known: Sequence[acs_sql.Known],
     groups: list[str],
     directory: IdpInput | None,
 ) -> list[str]:
-    """The role(s) the profile's membership will have (as ``signin.resolve_profiles``): the
-    membership's own inputs (API roles from ``known``, its directory input) when it
-    exists, with this sign-in's groups as the SSO source."""
+    """The role(s) the profile's membership will have: ``signin.sso_roles`` with the API
+    roles of the membership ``known`` found, if any."""
     membership_id = known[0].id if known else None
     api_roles = tuple(r.role_slug for r in known if r.role_slug) if membership_id else ()
-    member = MembershipInput(
-        api_roles=api_roles,
-        directory=directory,
-        sso=IdpInput(config.id, frozenset(groups), config.mappings),
-    )
-    return list(resolve(state, member).roles)
+    return sso_roles(state, config.id, groups, config.mappings, api_roles, directory)
 
 
 def _answered_request(

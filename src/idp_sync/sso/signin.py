@@ -29,7 +29,7 @@ from idp_sync.memberships.models import MembershipApiRole
 from idp_sync.memberships.models import OrganizationMembership as OM
 from idp_sync.memberships.recompute import IDP_LOADERS, RoleCatalog, recompute
 from idp_sync.memberships.services import create_membership, lock_membership
-from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, resolve
+from idp_sync.rbac.resolver import GroupMapping, IdpInput, MembershipInput, RoleState, resolve
 from idp_sync.sso import serializers as ser
 from idp_sync.sso.models import (
     SamlAssertionReplay,
@@ -143,20 +143,37 @@ def resolve_profiles(
     directory = directory_inputs(session, [mid for mid, _ in memberships.values()])
     resolved = []
     for profile in profiles:
-        sso = IdpInput(
-            profile.connection_id,
-            frozenset(profile.groups),
-            mappings.get(profile.connection_id, ()),
-        )
         membership_id, api_roles = memberships.get(profile.id, (None, ()))
-        member = MembershipInput(
-            api_roles=api_roles,
-            directory=directory.get(membership_id) if membership_id else None,
-            sso=sso,
+        resolved.append(
+            sso_roles(
+                catalog.for_org(profile.organization_id).state,
+                profile.connection_id,
+                profile.groups,
+                mappings.get(profile.connection_id, ()),
+                api_roles,
+                directory.get(membership_id) if membership_id else None,
+            )
         )
-        state = catalog.for_org(profile.organization_id).state
-        resolved.append(list(resolve(state, member).roles))
     return resolved
+
+
+def sso_roles(
+    state: RoleState,
+    connection_id: str,
+    groups: Sequence[str],
+    mappings: tuple[GroupMapping, ...],
+    api_roles: tuple[str, ...],
+    directory: IdpInput | None,
+) -> list[str]:
+    """The role(s) a profile's membership gets at a sign-in through ``connection_id``
+    with ``groups``: its own inputs (API roles, directory) with those groups as the SSO
+    source. The ACS (``flow``) and a role deletion's re-resolution both resolve here."""
+    member = MembershipInput(
+        api_roles=api_roles,
+        directory=directory,
+        sso=IdpInput(connection_id, frozenset(groups), mappings),
+    )
+    return list(resolve(state, member).roles)
 
 
 def _memberships_inputs(
