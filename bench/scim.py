@@ -449,8 +449,15 @@ def report_latency(result: dict[str, Any]) -> None:
         f"role visible p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
         f"max {result['max'] * 1000:.0f} ms; not seen within 30 s: {result['missing']}"
     )
-    ok = result["p99"] < AIM_P99_S and result["missing"] == 0
-    print(f"  aim p99 < {AIM_P99_S:g} s at {LATENCY_RATE:.0f} changes/s: {verdict(ok)}", flush=True)
+    # The aim is at the rate offered: a run the API could not keep up with is a FAIL
+    # however low its p99 (5% slack for the generator's own timing).
+    kept_up = result["rate"] >= 0.95 * LATENCY_RATE
+    ok = result["p99"] < AIM_P99_S and result["missing"] == 0 and kept_up
+    pace = "" if kept_up else f" (only {result['rate']:.0f}/s sustained)"
+    print(
+        f"  aim p99 < {AIM_P99_S:g} s at {LATENCY_RATE:.0f} changes/s{pace}: {verdict(ok)}",
+        flush=True,
+    )
 
 
 # --- main ---------------------------------------------------------------------------------
