@@ -1,7 +1,7 @@
 """HTTP benchmark: membership endpoints as a ratio to a bare FastAPI endpoint, same run.
 
 Usage: python bench/bench_http.py [--quick] [--seconds N] [--rounds N] [--connections N]
-       [--client wrk|python]
+       [--client wrk|python] [--only get-membership|create-membership]
 
 What it does:
 
@@ -20,8 +20,9 @@ What it does:
   file (``--client python``). Each scenario gets a 1 s warm-up, then 3 rounds (``--rounds``),
   interleaved so that drift hits every scenario alike; the median round is reported;
 * counts, in process before the servers start, the SQL statements one request of each
-  endpoint sends (SQLAlchemy's ``before_cursor_execute`` on the engine, plus the calls to
-  the async read pool; BEGIN, COMMIT and the pool's pre-ping are not statements here);
+  endpoint sends (SQLAlchemy's ``before_cursor_execute`` on the engine, plus the
+  statements sent on the async pool, ``rows`` and ``write``; BEGIN, COMMIT and the pool's
+  pre-ping are not statements here);
 * prints req/s for the baseline and, for get-membership and create-membership, the ratio
   to the sync baseline against the target (>= 0.35), and to the async baseline for
   reference (the GET endpoint is ``async def`` since 2026-12-06);
@@ -429,6 +430,14 @@ def count_statements(url: str, org_id: str, member_id: str, users: list[str], tm
             return await rows(statement, params)
 
         reader.rows = counting  # type: ignore[method-assign]
+        write = getattr(reader, "write", None)
+        if write is not None:  # PostgreSQL: the event-loop create's one statement
+
+            async def counting_write(statement, params):  # type: ignore[no-untyped-def]
+                counted["n"] += 1
+                return await write(statement, params)
+
+            reader.write = counting_write  # type: ignore[attr-defined]
         auth = {"Authorization": f"Bearer {key}"}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
@@ -665,6 +674,12 @@ def main() -> int:
         default=None,
         help="load generator (default: wrk if on PATH, else python)",
     )
+    parser.add_argument(
+        "--only",
+        choices=("get-membership", "create-membership"),
+        default=None,
+        help="run this endpoint only, with the baselines (e.g. while profiling the server)",
+    )
     parser.add_argument("--_client", dest="client_spec", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_spec:
@@ -743,6 +758,10 @@ def main() -> int:
                 Scenario("get-membership", idp.port, "get", [f"{BASE}/{m}" for m in member_ids]),
                 Scenario("create-membership", idp.port, "post", free_users, per_run=per_run),
             ]
+            if args.only:
+                scenarios = [
+                    sc for sc in scenarios if sc.name.startswith("bare") or sc.name == args.only
+                ]
             driver = Driver(client, args.connections, api_key, org_id, tmp)
             print(
                 f"load average before: {loadavg()} ({os.cpu_count()} cores; "
@@ -776,6 +795,8 @@ def main() -> int:
                 f"({describe(by_name['bare-async'])})"
             )
             for name in ("get-membership", "create-membership"):
+                if name not in median:
+                    continue
                 ratio = median[name] / base_rate if base_rate else 0.0
                 to_async = median[name] / median["bare-async"] if median["bare-async"] else 0.0
                 verdict = "PASS" if ratio >= TARGET else "FAIL"

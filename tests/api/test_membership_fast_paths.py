@@ -319,3 +319,242 @@ def test_embedded_sqlite_keeps_both_paths(tmp_path, monkeypatch) -> None:
     finally:
         server.stop()
         runtime.dispose()
+
+
+# --- the event-loop create (memberships/create_async.py) -------------------------------
+
+
+def _paths() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    return {
+        path: REGISTRY.get_sample_value(
+            "idp_sync_api_write_paths_total", {"route": BASE, "path": path}
+        )
+        or 0.0
+        for path in ("event_loop", "unit_of_work")
+    }
+
+
+def _went(before: dict[str, float], **expected: int) -> None:
+    after = _paths()
+    assert {k: after[k] - before[k] for k in after} == {
+        "event_loop": expected.get("event_loop", 0),
+        "unit_of_work": expected.get("unit_of_work", 0),
+    }
+
+
+def _stored(runtime: Runtime, membership_id: str) -> dict:
+    """What the create wrote besides the answer: rows, audit, explanation."""
+    from sqlalchemy import select
+
+    from idp_sync.memberships.models import MembershipAudit
+
+    with runtime.session() as session:
+        membership = session.get(OrganizationMembership, membership_id)
+        assert membership is not None
+        audits = session.scalars(
+            select(MembershipAudit).where(MembershipAudit.membership_id == membership_id)
+        ).all()
+        return {
+            "explanation": serializers.explanation(membership),
+            "role_ids": [r.role_id for r in membership.roles],
+            "api_role_ids": [r.role_id for r in membership.api_roles],
+            "audit": [(a.before_roles, a.after_roles, a.source, a.reason) for a in audits],
+        }
+
+
+def test_the_common_create_runs_on_the_event_loop_and_writes_what_the_unit_of_work_does(
+    live, client
+) -> None:
+    org = _org(client)
+    role = _org_role(client, org["id"])
+    plain, with_role = _user(client), _user(client)
+    key = str(uuid.uuid4())
+    before = _paths()
+    created = client.post(
+        BASE,
+        json={"user_id": plain["id"], "organization_id": org["id"]},
+        headers={"Idempotency-Key": key},
+    )
+    assert created.status_code == 201, created.text
+    _went(before, event_loop=1)
+    body = created.json()
+    assert body == _expected(live.runtime, body["id"], org["name"])
+    assert body["user"] == plain
+    stored = _stored(live.runtime, body["id"])
+    assert stored["explanation"] == {
+        "object": "role_explanation",
+        "organization_membership_id": body["id"],
+        "roles": ["member"],
+        "source": "default",
+        "uses_default": True,
+        "matched_groups": [],
+        "mapping_ids": [],
+        "api_roles": [],
+    }
+    assert stored["audit"] == [([], ["member"], "default", "membership_created")]
+
+    # The key's stored answer is the answer, byte for byte as JSON (the user rendered by
+    # PostgreSQL there): a retry gets it from the unit of work, and acts no more.
+    before = _paths()
+    again = client.post(
+        BASE,
+        json={"user_id": plain["id"], "organization_id": org["id"]},
+        headers={"Idempotency-Key": key},
+    )
+    assert again.status_code == 201 and again.json() == body
+    _went(before, unit_of_work=1)
+
+    before = _paths()
+    second = client.post(
+        BASE, json={"user_id": with_role["id"], "organization_id": org["id"], "role_slug": role}
+    )
+    assert second.status_code == 201, second.text
+    _went(before, event_loop=1)
+    assert second.json() == _expected(live.runtime, second.json()["id"], org["name"])
+    assert second.json()["roles"] == [{"slug": role}]
+    stored = _stored(live.runtime, second.json()["id"])
+    assert stored["explanation"]["source"] == "api"
+    assert stored["explanation"]["api_roles"] == [role]
+    assert stored["role_ids"] == stored["api_role_ids"] and len(stored["role_ids"]) == 1
+    created_events = _events(client, "organization_membership.created", org["id"])
+    assert sorted(e["data"]["id"] for e in created_events) == sorted(
+        [body["id"], second.json()["id"]]
+    )
+
+
+def test_every_refusal_is_answered_by_the_unit_of_work_with_nothing_written(client) -> None:
+    org = _org(client)
+    user = _user(client)
+    bodies = [
+        {"user_id": user["id"], "organization_id": "org_missing"},
+        {"user_id": "user_missing", "organization_id": org["id"]},
+        {"user_id": user["id"], "organization_id": org["id"], "role_slug": "nope"},
+        {"user_id": user["id"], "organization_id": org["id"], "role_slugs": ["member", "x"]},
+        {"user_id": user["id"]},
+    ]
+    before = _paths()
+    for body in bodies:
+        answer = client.post(BASE, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert answer.status_code in (404, 422), (body, answer.text)
+    bad_json = client.post(BASE, content=b"{", headers={"Content-Type": "application/json"})
+    assert bad_json.status_code == 400, bad_json.text
+    _went(before, unit_of_work=len(bodies) + 1)
+    assert _events(client, "organization_membership.created", org["id"]) == []
+    # The keys of refused requests were not kept: the same key may act afterwards.
+    key = str(uuid.uuid4())
+    refused = client.post(
+        BASE, json={**bodies[2], "role_slug": "nope"}, headers={"Idempotency-Key": key}
+    )
+    assert refused.status_code == 422
+    good = {"user_id": user["id"], "organization_id": org["id"]}
+    before = _paths()
+    reused = client.post(BASE, json=good, headers={"Idempotency-Key": key})
+    assert reused.status_code == 201, reused.text
+    _went(before, event_loop=1)
+    assert len(_events(client, "organization_membership.created", org["id"])) == 1
+
+
+def test_a_configuration_change_is_seen_by_the_next_create(live, client) -> None:
+    org = _org(client)
+    first = client.post(BASE, json={"user_id": _user(client)["id"], "organization_id": org["id"]})
+    assert first.json()["roles"] == [{"slug": "member"}]  # the organization's roles now cached
+    role = _org_role(client, org["id"])  # a new role: the configuration token changes
+    before = _paths()
+    with_new_role = client.post(
+        BASE, json={"user_id": _user(client)["id"], "organization_id": org["id"], "role_slug": role}
+    )
+    assert with_new_role.status_code == 201, with_new_role.text
+    assert with_new_role.json()["roles"] == [{"slug": role}]
+    _went(before, event_loop=1)
+    changed = client.put(
+        f"/organizations/{org['id']}/authorization_settings", json={"default_role_slug": role}
+    )
+    assert changed.status_code in (200, 202), changed.text
+    before = _paths()
+    defaulted = client.post(
+        BASE, json={"user_id": _user(client)["id"], "organization_id": org["id"]}
+    )
+    assert defaulted.status_code == 201, defaulted.text
+    assert defaulted.json()["roles"] == [{"slug": role}]
+    _went(before, event_loop=1)
+    assert _stored(live.runtime, defaulted.json()["id"])["explanation"]["uses_default"] is True
+
+
+def test_a_user_an_idp_source_reaches_is_created_by_the_unit_of_work(live, client) -> None:
+    """A directory user (or an SSO profile) of the pair may give the membership its roles:
+    the resolver's IdP inputs are loaded by the unit of work, so it answers."""
+    from idp_sync.directory.models import DirectoryUser
+    from idp_sync.ids import new_id
+
+    org = _org(client)
+    user = _user(client)
+    directory = client.post(
+        "/directories",
+        json={"organization_id": org["id"], "name": "Okta", "type": "okta scim v2.0"},
+    )
+    assert directory.status_code == 201, directory.text
+    with live.runtime.transaction() as session:
+        session.add(
+            DirectoryUser(
+                id=new_id("directory_user"),
+                directory_id=directory.json()["id"],
+                organization_id=org["id"],
+                user_name=user["email"],
+                user_name_key=user["email"].lower(),
+                email=user["email"],
+                user_id=user["id"],
+            )
+        )
+    before = _paths()
+    created = client.post(BASE, json={"user_id": user["id"], "organization_id": org["id"]})
+    assert created.status_code == 201, created.text
+    _went(before, unit_of_work=1)
+    assert created.json() == _expected(live.runtime, created.json()["id"], org["name"])
+
+
+def test_concurrent_creates_of_one_pair_make_one_membership(live) -> None:
+    with (
+        ThreadPoolExecutor(max_workers=6) as pool,
+        httpx.Client(base_url=live.url, headers=HEADERS, timeout=10) as client,
+    ):
+        org = _org(client)
+        for _ in range(3):
+            body = {"user_id": _user(client)["id"], "organization_id": org["id"]}
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(f"{live.url}{BASE}", json=body, headers=HEADERS), range(6)
+                )
+            )
+            codes = sorted(a.status_code for a in answers)
+            assert codes == [201] + [409] * 5, [a.text for a in answers]
+        assert len(_events(client, "organization_membership.created", org["id"])) == 3
+
+
+def test_postgres_renders_users_as_the_serializer_does(live, client) -> None:
+    """``queries.user_json_sql`` (the stored answer of an event-loop create) against
+    ``user_of_row`` (every other answer), on users with nulls, metadata and datetimes
+    whose microseconds would round differently than they truncate."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
+    from idp_sync.memberships.queries import user_json_sql
+    from idp_sync.users.models import User
+    from idp_sync.users.serializers import user as render
+
+    made = [_user(client)["id"] for _ in range(2)]
+    with live.runtime.transaction() as session:
+        first = session.get(User, made[0])
+        assert first is not None
+        first.last_sign_in_at = dt.datetime(2026, 3, 4, 5, 6, 7, 999_999, tzinfo=dt.UTC)
+        first.created_at = dt.datetime(2025, 12, 31, 23, 59, 59, 500, tzinfo=dt.UTC)
+        first.first_name = None
+        first.metadata_ = {}
+    with live.runtime.session() as session:
+        for user_id in made:
+            user = session.get(User, user_id)
+            assert user is not None
+            sql = text(f"SELECT {user_json_sql('u')} AS o FROM users AS u WHERE u.id = :id")
+            assert session.execute(sql, {"id": user_id}).scalar_one() == render(user)

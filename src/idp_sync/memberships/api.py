@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp_sync.api.routing import UnitOfWorkRoute, read_only, reader_of, respond, session_of
-from idp_sync.errors import NotFound, Unprocessable
+from idp_sync.api.routing import (
+    UnitOfWorkRoute,
+    event_loop_first,
+    read_only,
+    reader_of,
+    respond,
+    session_of,
+)
+from idp_sync.auth.idempotency import IdempotencyGuard
+from idp_sync.errors import IdpSyncError, NotFound, Unprocessable
+from idp_sync.memberships import create_async, services
 from idp_sync.memberships import serializers as ser
-from idp_sync.memberships import services
 from idp_sync.memberships.models import OrganizationMembership
 from idp_sync.memberships.queries import read_membership_view
 from idp_sync.organizations.models import Organization
-from idp_sync.runtime import Reader
+from idp_sync.runtime import PostgresReader, Reader, Runtime
 from idp_sync.wire import PageParams, list_body, paginate
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["organization memberships"])
@@ -54,7 +62,29 @@ def _render(session: Session, membership: OrganizationMembership) -> JSONRespons
     return respond(ser.membership(membership, name))
 
 
+async def _create_on_event_loop(
+    request: Request, runtime: Runtime, reader: PostgresReader, guard: IdempotencyGuard | None
+) -> Response | None:
+    """The common create (``create_async``); None for the unit of work to answer, which
+    also gives every error, so a body it would refuse goes there unread."""
+    try:
+        body = MembershipCreate.model_validate_json(await request.body())
+        slugs = body.slugs()
+    except (ValidationError, IdpSyncError):
+        return None
+    created = await create_async.create(
+        runtime,
+        reader,
+        organization_id=body.organization_id,
+        user_id=body.user_id,
+        role_slugs=slugs,
+        guard=guard,
+    )
+    return None if created is None else respond(created, status_code=201)
+
+
 @router.post(BASE, status_code=201)
+@event_loop_first(_create_on_event_loop)
 def create_membership(body: MembershipCreate, session: SessionDep) -> JSONResponse:
     membership, organization_name = services.add_membership(
         session, organization_id=body.organization_id, user_id=body.user_id, role_slugs=body.slugs()

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp_sync.memberships.models import MembershipRole, OrganizationMembership
+from idp_sync.memberships.serializers import membership_data
 from idp_sync.organizations.models import Organization
 from idp_sync.users.models import User
 from idp_sync.wire import iso
@@ -26,21 +27,26 @@ _USER = User.__table__
 _ORG = Organization.__table__
 _ROLE = MembershipRole.__table__
 
+# The user's columns as ``user_of_row`` reads them (its id is the membership's user_id).
+USER_COLUMNS = (
+    _USER.c.email,
+    _USER.c.first_name,
+    _USER.c.last_name,
+    _USER.c.name,
+    _USER.c.email_verified,
+    _USER.c.profile_picture_url,
+    _USER.c.external_id,
+    _USER.c.locale,
+    _USER.c.metadata.label("user_metadata"),
+    _USER.c.last_sign_in_at,
+    _USER.c.created_at.label("user_created_at"),
+    _USER.c.updated_at.label("user_updated_at"),
+)
+
 _MEMBERSHIP_VIEW = (
     select(
         _OM,
-        _USER.c.email,
-        _USER.c.first_name,
-        _USER.c.last_name,
-        _USER.c.name,
-        _USER.c.email_verified,
-        _USER.c.profile_picture_url,
-        _USER.c.external_id,
-        _USER.c.locale,
-        _USER.c.metadata.label("user_metadata"),
-        _USER.c.last_sign_in_at,
-        _USER.c.created_at.label("user_created_at"),
-        _USER.c.updated_at.label("user_updated_at"),
+        *USER_COLUMNS,
         _ORG.c.name.label("organization_name"),
         _ROLE.c.role_slug,
     )
@@ -72,34 +78,63 @@ def _view(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
     if not rows:
         return None
     row = rows[0]
-    roles = [{"slug": r["role_slug"]} for r in rows if r["role_slug"] is not None]
     return {
-        "object": "organization_membership",
-        "id": row["id"],
-        "user_id": row["user_id"],
-        "organization_id": row["organization_id"],
-        "status": row["status"],
-        "role": roles[0] if roles else None,
-        "roles": roles,
-        "directory_managed": row["directory_managed"],
-        "custom_attributes": dict(row["custom_attributes"] or {}),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "user": {
-            "object": "user",
-            "id": row["user_id"],
-            "email": row["email"],
-            "first_name": row["first_name"],
-            "last_name": row["last_name"],
-            "name": row["name"],
-            "email_verified": row["email_verified"],
-            "profile_picture_url": row["profile_picture_url"],
-            "external_id": row["external_id"],
-            "locale": row["locale"],
-            "metadata": dict(row["user_metadata"] or {}),
-            "last_sign_in_at": iso(row["last_sign_in_at"]),
-            "created_at": iso(row["user_created_at"]),
-            "updated_at": iso(row["user_updated_at"]),
-        },
+        **membership_data(
+            id=row["id"],
+            user_id=row["user_id"],
+            organization_id=row["organization_id"],
+            status=row["status"],
+            role_slugs=[r["role_slug"] for r in rows if r["role_slug"] is not None],
+            directory_managed=row["directory_managed"],
+            custom_attributes=row["custom_attributes"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        ),
+        "user": user_of_row(row),
         "organization_name": row["organization_name"],
     }
+
+
+def user_of_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """``users.serializers.user`` from a row with ``_MEMBERSHIP_VIEW``'s user columns."""
+    return {
+        "object": "user",
+        "id": row["user_id"],
+        "email": row["email"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "name": row["name"],
+        "email_verified": row["email_verified"],
+        "profile_picture_url": row["profile_picture_url"],
+        "external_id": row["external_id"],
+        "locale": row["locale"],
+        "metadata": dict(row["user_metadata"] or {}),
+        "last_sign_in_at": iso(row["last_sign_in_at"]),
+        "created_at": iso(row["user_created_at"]),
+        "updated_at": iso(row["user_updated_at"]),
+    }
+
+
+def _iso_sql(column: str) -> str:
+    """``wire.iso`` in PostgreSQL: UTC, milliseconds (truncated, as ``iso`` does), ``Z``.
+    Colons escaped for ``text()``."""
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.MS\"Z\"')"
+
+
+def user_json_sql(alias: str) -> str:
+    """``user_of_row``'s object built by PostgreSQL (``jsonb``) from the ``users`` row
+    ``alias``, for statements that store or return it without a round trip through
+    Python. A test renders users both ways and compares them."""
+    u = alias
+    return (
+        "jsonb_build_object("
+        f"'object', 'user', 'id', {u}.id, 'email', {u}.email, "
+        f"'first_name', {u}.first_name, 'last_name', {u}.last_name, 'name', {u}.name, "
+        f"'email_verified', {u}.email_verified, "
+        f"'profile_picture_url', {u}.profile_picture_url, "
+        f"'external_id', {u}.external_id, 'locale', {u}.locale, "
+        f"'metadata', coalesce({u}.metadata, CAST('{{}}' AS jsonb)), "
+        f"'last_sign_in_at', {_iso_sql(f'{u}.last_sign_in_at')}, "
+        f"'created_at', {_iso_sql(f'{u}.created_at')}, "
+        f"'updated_at', {_iso_sql(f'{u}.updated_at')})"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from idp_sync.memberships.models import OrganizationMembership
@@ -11,19 +13,45 @@ from idp_sync.wire import iso
 
 def event_data(m: OrganizationMembership) -> dict[str, Any]:
     """``OrganizationMembershipCreatedData``: the membership without the embedded user."""
-    roles = [{"slug": r.role_slug} for r in m.roles]
+    return membership_data(
+        id=m.id,
+        user_id=m.user_id,
+        organization_id=m.organization_id,
+        status=m.status,
+        role_slugs=[r.role_slug for r in m.roles],
+        directory_managed=m.directory_managed,
+        custom_attributes=m.custom_attributes,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+def membership_data(
+    *,
+    id: str,
+    user_id: str,
+    organization_id: str,
+    status: str,
+    role_slugs: Sequence[str],
+    directory_managed: bool,
+    custom_attributes: Mapping[str, Any] | None,
+    created_at: dt.datetime,
+    updated_at: dt.datetime,
+) -> dict[str, Any]:
+    """``event_data`` from plain values (the paths that write without the ORM)."""
+    roles = [{"slug": slug} for slug in role_slugs]
     return {
         "object": "organization_membership",
-        "id": m.id,
-        "user_id": m.user_id,
-        "organization_id": m.organization_id,
-        "status": m.status,
+        "id": id,
+        "user_id": user_id,
+        "organization_id": organization_id,
+        "status": status,
         "role": roles[0] if roles else None,
         "roles": roles,
-        "directory_managed": m.directory_managed,
-        "custom_attributes": dict(m.custom_attributes or {}),
-        "created_at": iso(m.created_at),
-        "updated_at": iso(m.updated_at),
+        "directory_managed": directory_managed,
+        "custom_attributes": dict(custom_attributes or {}),
+        "created_at": iso(created_at),
+        "updated_at": iso(updated_at),
     }
 
 
