@@ -44,10 +44,12 @@ SAML_SIGNINS = Counter("idp_sync_saml_signins_total", "SAML sign-ins", ["outcome
 SAML_SIGNIN_PATHS = Counter(
     "idp_sync_saml_signin_paths_total", "Accepted SAML sign-ins by how they ran", ["path"]
 )
-# Which way a hot write ran: "event_loop" (its common case, ``routing.event_loop_first``)
-# or "unit_of_work".
-API_WRITE_PATHS = Counter(
-    "idp_sync_api_write_paths_total", "Management API writes by how they ran", ["route", "path"]
+# Which way a hot request ran: "event_loop" (its common case, ``event_loop_first`` in
+# ``api.routing`` and ``directory.scim.routing``) or "unit_of_work".
+API_PATHS = Counter(
+    "idp_sync_api_paths_total",
+    "Hot management API and SCIM requests by how they ran",
+    ["route", "path"],
 )
 WEBHOOK_DELIVERIES = Counter(
     "idp_sync_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"]

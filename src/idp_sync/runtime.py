@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine, Select, make_url
+from sqlalchemy import Engine, Select, TextClause, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp_sync.config import Settings, get_settings
@@ -37,7 +37,9 @@ class Reader(Protocol):
 
     loop: asyncio.AbstractEventLoop
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Row]: ...
+    async def rows(
+        self, statement: Select[Any] | TextClause, params: Mapping[str, Any]
+    ) -> list[Row]: ...
 
     async def close(self) -> None: ...
 
@@ -69,9 +71,9 @@ class PostgresReader:
             timeout=POOL_TIMEOUT_SECONDS,
         )
         self._open = False
-        self._sql: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
+        self._sql: dict[int, tuple[Any, str, dict[str, Any]]] = {}
 
-    def _compiled(self, statement: Select[Any]) -> tuple[str, dict[str, Any]]:
+    def _compiled(self, statement: Select[Any] | TextClause) -> tuple[str, dict[str, Any]]:
         # Keyed by identity and holding the statement, so the id is never reused.
         hit = self._sql.get(id(statement))
         if hit is None:
@@ -82,7 +84,9 @@ class PostgresReader:
             self._sql[id(statement)] = hit
         return hit[1], hit[2]
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Row]:
+    async def rows(
+        self, statement: Select[Any] | TextClause, params: Mapping[str, Any]
+    ) -> list[Row]:
         import psycopg
         from psycopg_pool import PoolClosed, PoolTimeout
 
@@ -159,12 +163,14 @@ class ThreadpoolReader:
         self.loop = asyncio.get_running_loop()
         self._engine = engine
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Row]:
+    async def rows(
+        self, statement: Select[Any] | TextClause, params: Mapping[str, Any]
+    ) -> list[Row]:
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(self._rows, statement, params)
 
-    def _rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Row]:
+    def _rows(self, statement: Select[Any] | TextClause, params: Mapping[str, Any]) -> list[Row]:
         with self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(statement, dict(params)).mappings()]
 

@@ -104,6 +104,13 @@ def create_celery_app(settings: Settings | None = None, runtime: Runtime | None 
                 "schedule": settings.sequencer_interval_seconds,
                 "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
             },
+            # Likewise for directory events written without an outbox row (the member
+            # PATCH on the event loop): the request asks for them to be folded in at once.
+            "directory-sync": {
+                "task": "idp_sync.directory.sync_pending",
+                "schedule": settings.sequencer_interval_seconds,
+                "options": {"queue": "sync", "expires": settings.sequencer_interval_seconds},
+            },
             "reconcile": {
                 "task": "idp_sync.jobs.schedule_reconcile",
                 "schedule": settings.reconcile_interval_seconds,

@@ -27,7 +27,7 @@ from idp_sync.api.threads import finishing
 from idp_sync.auth.idempotency import IdempotencyGuard
 from idp_sync.auth.services import ApiKeyVerifier
 from idp_sync.errors import Conflict, Unauthorized
-from idp_sync.metrics import API_WRITE_PATHS
+from idp_sync.metrics import API_PATHS
 from idp_sync.runtime import PostgresReader, Reader, Runtime
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
@@ -55,7 +55,7 @@ def event_loop_first(path: EventLoopPath) -> Callable[[AnyEndpoint], AnyEndpoint
     on the event loop in a transaction of its own on the async pool (no session, no
     thread), and whose every other case (``path`` answers None, having written nothing)
     runs as the endpoint, in the unit of work. Goes below the ``@router.post`` line.
-    ``idp_sync_api_write_paths_total`` counts which way each request went."""
+    ``idp_sync_api_paths_total`` counts which way each request went."""
 
     def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
         setattr(endpoint, _EVENT_LOOP_FIRST, path)
@@ -125,8 +125,8 @@ def _event_loop_first_route(
     unit_of_work: Callable[[Request], Coroutine[Any, Any, Response]],
     route_name: str,
 ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-    event_loop = API_WRITE_PATHS.labels(route_name, "event_loop")
-    thread = API_WRITE_PATHS.labels(route_name, "unit_of_work")
+    event_loop = API_PATHS.labels(route_name, "event_loop")
+    thread = API_PATHS.labels(route_name, "unit_of_work")
 
     async def route(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime

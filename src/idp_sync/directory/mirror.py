@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from idp_sync.context import current_correlation_id
 from idp_sync.db import utcnow
 from idp_sync.directory import members
 from idp_sync.directory import serializers as ser
@@ -64,6 +65,7 @@ def directory_event(
         user_ids=list(user_ids),
         group_id=group_id,
         created_at=utcnow(),
+        correlation_id=current_correlation_id(),
     )
     session.add(event)
     enqueue(session, SYNC_TASK, queue="sync", event_id=event.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp_sync.db import Base, JSONType, UTCDateTime, utcnow
@@ -108,7 +108,16 @@ class DirectoryEvent(Base):
     """
 
     __tablename__ = "directory_events"
-    __table_args__ = (Index("ix_directory_events_pending", "directory_id", "processed_at", "id"),)
+    __table_args__ = (
+        Index("ix_directory_events_pending", "directory_id", "processed_at", "id"),
+        # The oldest pending events of any directory (``sync.take_pending_event``).
+        Index(
+            "ix_directory_events_unprocessed",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
@@ -117,6 +126,8 @@ class DirectoryEvent(Base):
     group_id: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The request's that wrote it, for the worker's logs (the event is its own message).
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class GroupRoleMapping(Base):

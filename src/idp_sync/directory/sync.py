@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -84,6 +85,33 @@ def process_pending(session: Session, event_id: str) -> int | None:
     for pending in events:
         pending.processed_at = now
     return len(user_ids)
+
+
+class PendingEvent(NamedTuple):
+    id: str
+    directory_id: str
+    correlation_id: str | None
+
+
+def take_pending_event(
+    session: Session, skip_directories: Sequence[str] = ()
+) -> PendingEvent | None:
+    """The oldest directory event not folded in yet (of a directory not in
+    ``skip_directories``), locked for this transaction. Events another transaction holds
+    are skipped, so workers draining at once take different ones; ``process_pending``
+    then folds in its directory's other pending events."""
+    query = (
+        select(DirectoryEvent.id, DirectoryEvent.directory_id, DirectoryEvent.correlation_id)
+        .where(DirectoryEvent.processed_at.is_(None))
+        .order_by(DirectoryEvent.id)
+        .limit(1)
+    )
+    if skip_directories:
+        query = query.where(DirectoryEvent.directory_id.not_in(skip_directories))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    row = session.execute(query).first()
+    return PendingEvent(*row) if row is not None else None
 
 
 def within_budget(events: list[DirectoryEvent], event_id: str) -> list[DirectoryEvent]:

@@ -18,11 +18,19 @@ from sqlalchemy.orm import Session
 
 from idp_sync.directory import members, mirror
 from idp_sync.directory.models import Directory, DirectoryGroup, DirectoryUser
-from idp_sync.directory.scim import filters, schemas
+from idp_sync.directory.scim import filters, lookup_async, members_async, schemas
 from idp_sync.directory.scim.errors import InvalidFilter, InvalidSyntax, ScimError, ScimNotFound
 from idp_sync.directory.scim.listing import Listing
 from idp_sync.directory.scim.patch import parse_ops
-from idp_sync.directory.scim.routing import ScimRoute, scim_response
+from idp_sync.directory.scim.routing import (
+    KNOWN_TYPES,
+    MAX_BODY_BYTES,
+    ScimRoute,
+    event_loop_first,
+    scim_response,
+)
+from idp_sync.metrics import SCIM_REQUESTS
+from idp_sync.runtime import PostgresReader, Runtime
 
 router = APIRouter(prefix="/scim/v2/{directory_id}", route_class=ScimRoute, tags=["scim"])
 
@@ -108,7 +116,32 @@ def create_user(request: Request, session: SessionDep, directory: DirectoryDep) 
     return scim_response(resource, 201, resource["meta"]["location"])
 
 
+async def _find_user_on_event_loop(
+    request: Request, runtime: Runtime, reader: PostgresReader
+) -> Response | None:
+    """``userName eq "..."``, the IdPs' check before a create (``lookup_async``); None for
+    the unit of work to answer any other query, errors included."""
+    key = lookup_async.user_name_query(dict(request.query_params))
+    directory_id = request.path_params["directory_id"]
+    kind = KNOWN_TYPES.get(directory_id)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if key is None or kind is None or scheme.lower() != "bearer" or not token.strip():
+        return None
+    found = await lookup_async.find_by_user_name(
+        reader,
+        directory_id=directory_id,
+        token=token.strip(),
+        key=key,
+        base_url=f"{str(request.base_url).rstrip('/')}/scim/v2/{directory_id}",
+    )
+    if found is None:
+        return None
+    SCIM_REQUESTS.labels(kind, "GET", "200").inc()
+    return scim_response(found)
+
+
 @router.get("/Users")
+@event_loop_first(_find_user_on_event_loop)
 def list_users(
     request: Request, session: SessionDep, directory: DirectoryDep, listing: ListingDep
 ) -> JSONResponse:
@@ -231,7 +264,40 @@ def replace_group(
     return scim_response(_group(request, session, directory, group))
 
 
+async def _patch_members_on_event_loop(
+    request: Request, runtime: Runtime, reader: PostgresReader
+) -> Response | None:
+    """A PATCH that only adds or removes members (``members_async``), answered 204; None
+    for the unit of work to answer anything else, errors included."""
+    params = request.query_params
+    if "attributes" in params or "excludedAttributes" in params:
+        return None
+    directory_id = request.path_params["directory_id"]
+    kind = KNOWN_TYPES.get(directory_id)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if kind is None or scheme.lower() != "bearer" or not token.strip():
+        return None
+    raw = await request.body()
+    delta = members_async.member_delta(kind, raw) if len(raw) <= MAX_BODY_BYTES else None
+    if delta is None:
+        return None
+    done = await members_async.patch_members(
+        runtime,
+        reader,
+        directory_id=directory_id,
+        group_id=request.path_params["group_id"],
+        token=token.strip(),
+        add=delta[0],
+        remove=delta[1],
+    )
+    if not done:
+        return None
+    SCIM_REQUESTS.labels(kind, "PATCH", "204").inc()
+    return Response(status_code=204)
+
+
 @router.patch("/Groups/{group_id}", response_model=None)
+@event_loop_first(_patch_members_on_event_loop)
 def patch_group(
     group_id: str,
     request: Request,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,20 +33,64 @@ from idp_sync.directory.scim.errors import (
 )
 from idp_sync.directory.services import directory_for_token
 from idp_sync.errors import IdpSyncError
-from idp_sync.metrics import SCIM_REQUESTS
-from idp_sync.runtime import Runtime
+from idp_sync.metrics import API_PATHS, SCIM_REQUESTS
+from idp_sync.runtime import PostgresReader, Runtime
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a 50,000-member PATCH is about 3 MB
 
 
+# Each directory's type (immutable: no API changes it), as the unit of work last saw it
+# authenticated: an event-loop path picks the IdP adapter by it before its statement,
+# which checks the token itself. Ids are never reused, so a stale entry cannot mislead.
+KNOWN_TYPES: dict[str, str] = {}
+_KNOWN_TYPES_MAX = 100_000
+_EVENT_LOOP_FIRST = "__idp_sync_scim_event_loop_first__"
+# The common case of a SCIM write, on the event loop: its response, or None for the unit
+# of work to answer (having written nothing).
+ScimEventLoopPath = Callable[[Request, Runtime, PostgresReader], Awaitable[Response | None]]
+AnyEndpoint = TypeVar("AnyEndpoint", bound=Callable[..., Any])
+
+
+def event_loop_first(path: ScimEventLoopPath) -> Callable[[AnyEndpoint], AnyEndpoint]:
+    """Try ``path`` before the endpoint, on PostgreSQL (as ``api.routing.event_loop_first``
+    does for the management API); ``idp_sync_api_paths_total`` counts each way."""
+
+    def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
+        setattr(endpoint, _EVENT_LOOP_FIRST, path)
+        return endpoint
+
+    return mark
+
+
 class ScimRoute(APIRoute):
     """Every SCIM route: directory bearer token, request in one transaction, SCIM errors."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        unit_of_work = self._unit_of_work(super().get_route_handler())
+        path: ScimEventLoopPath | None = getattr(self.endpoint, _EVENT_LOOP_FIRST, None)
+        if path is None:
+            return unit_of_work
+        event_loop = API_PATHS.labels(self.path_format, "event_loop")
+        thread = API_PATHS.labels(self.path_format, "unit_of_work")
 
+        async def first(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            reader = runtime.reader()
+            if isinstance(reader, PostgresReader):
+                response = await path(request, runtime, reader)
+                if response is not None:
+                    event_loop.inc()
+                    return response
+            thread.inc()
+            return await unit_of_work(request)
+
+        return first
+
+    def _unit_of_work(
+        self, handler: Callable[[Request], Coroutine[Any, Any, Response]]
+    ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         async def route(request: Request) -> Response:
             runtime: Runtime = request.app.state.runtime
             session = runtime.session()
@@ -88,6 +132,10 @@ def _authenticate(request: Request, session: Session) -> Directory:
         raise ScimUnauthorized("invalid bearer token")
     if directory.id != request.path_params.get("directory_id"):
         raise ScimNotFound("directory not found")
+    if directory.id not in KNOWN_TYPES:
+        if len(KNOWN_TYPES) >= _KNOWN_TYPES_MAX:
+            KNOWN_TYPES.clear()
+        KNOWN_TYPES[directory.id] = directory.type
     return directory
 
 
