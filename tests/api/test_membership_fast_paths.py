@@ -328,7 +328,9 @@ def _paths() -> dict[str, float]:
     from prometheus_client import REGISTRY
 
     return {
-        path: REGISTRY.get_sample_value("idp_sync_api_paths_total", {"route": BASE, "path": path})
+        path: REGISTRY.get_sample_value(
+            "idp_sync_api_paths_total", {"route": f"POST {BASE}", "path": path}
+        )
         or 0.0
         for path in ("event_loop", "unit_of_work")
     }

@@ -1,6 +1,6 @@
 """SCIM on the event loop: the member PATCH (``directory/scim/members_async.py``) writes
 what the unit of work writes, and its directory events reach the worker without an outbox
-row; the userName lookup (``lookup_async.py``) answers what the unit of work answers.
+row; the userName lookup (``users_async.py``) answers what the unit of work answers.
 Neither refuses anything itself: every other request is answered by the unit of work."""
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from dsync_helpers import (
 from conftest import unique, wait_for
 from idp_sync.directory import serializers as ser
 from idp_sync.directory.models import DirectoryEvent, DirectoryGroup, DirectoryUser
-from idp_sync.directory.scim.routing import KNOWN_TYPES
+from idp_sync.directory.scim.members_async import MAX_MEMBERS
+from idp_sync.directory.scim.routing import KNOWN_DIRECTORIES
 
 pytest_plugins = ["dsync_fixtures"]  # fixtures: api, directory, scim
 
-ROUTE = "/scim/v2/{directory_id}/Groups/{group_id}"
-USERS_ROUTE = "/scim/v2/{directory_id}/Users"
+ROUTE = "PATCH /scim/v2/{directory_id}/Groups/{group_id}"
+USERS_ROUTE = "POST /scim/v2/{directory_id}/Users"
+LOOKUP_ROUTE = "GET /scim/v2/{directory_id}/Users"
 
 
 def _paths(route: str = ROUTE) -> dict[str, float]:
@@ -98,7 +100,9 @@ def test_a_member_patch_runs_on_the_event_loop_and_writes_what_the_unit_of_work_
     users = [create_user(scim)["id"] for _ in range(3)]
     by_loop = create_group(scim)["id"]
     by_unit = create_group(scim)["id"]
-    assert KNOWN_TYPES[directory["id"]] == directory["type"]  # learnt by the unit of work
+    assert (
+        KNOWN_DIRECTORIES[directory["id"]].type == directory["type"]
+    )  # learnt by the unit of work
     for group_id, way in ((by_loop, "event_loop"), (by_unit, "unit_of_work")):
         before = _paths()
         for ops in (
@@ -107,7 +111,7 @@ def test_a_member_patch_runs_on_the_event_loop_and_writes_what_the_unit_of_work_
             [_add(users[0])],
         ):
             if way == "unit_of_work":  # the event loop cannot pick the adapter: it falls back
-                KNOWN_TYPES.pop(directory["id"])
+                KNOWN_DIRECTORIES.pop(directory["id"])
             answer = patch(scim, f"/Groups/{group_id}", *ops)  # the last adds a present member
             assert answer.status_code == 204, answer.text
         _went(before, **{way: 3})
@@ -162,7 +166,10 @@ def test_every_other_patch_is_answered_by_the_unit_of_work(live, api, directory,
     assert_scim_error(patch(scim, "/Groups/group_missing", _add(user)), 404)
     bad_json = scim.patch(path, content=b"{")
     assert_scim_error(bad_json, 400, "invalidSyntax")
-    _went(before, unit_of_work=6)
+    # A large PATCH (its events would hold the event loop): in the threadpool.
+    many = [f"directory_user_absent_{i}" for i in range(MAX_MEMBERS)]
+    assert patch(scim, path, _add(user, *many)).status_code == 204
+    _went(before, unit_of_work=7)
     # Another directory's group, or its token, opens nothing here; neither does a token
     # that was rotated away, from the first request after the rotation.
     other = make_directory(api)
@@ -222,16 +229,24 @@ def test_a_user_pushed_into_a_mapped_group_gets_the_role_through_the_drain(
         return [r["slug"] for r in mine[0]["roles"]] if mine else None
 
     assert wait_for(lambda: role_of_user() == [role.slug], timeout=15), role_of_user()
-    with live.runtime.session() as session:
-        pending = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(DirectoryEvent)
-            .where(
-                DirectoryEvent.directory_id == directory["id"],
-                DirectoryEvent.processed_at.is_(None),
+
+    def pending() -> int:
+        with live.runtime.session() as session:
+            return int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(DirectoryEvent)
+                    .where(
+                        DirectoryEvent.directory_id == directory["id"],
+                        DirectoryEvent.processed_at.is_(None),
+                    )
+                )
+                or 0
             )
-        )
-        assert pending == 0
+
+    # The other events (the user's and group's creation, sent by the unit of work with
+    # outbox rows) are folded in too, by whichever task takes them first.
+    assert wait_for(lambda: pending() == 0, timeout=15), pending()
 
 
 def _drain(live) -> int:  # type: ignore[no-untyped-def]
@@ -338,7 +353,7 @@ def test_a_directory_that_fails_does_not_hold_up_the_others(live, api, monkeypat
     ],
 )
 def test_only_the_exact_user_name_lookup_is_taken(params: dict[str, str], key: str | None) -> None:
-    from idp_sync.directory.scim.lookup_async import user_name_query
+    from idp_sync.directory.scim.users_async import user_name_query
 
     assert user_name_query(params) == key
 
@@ -352,13 +367,13 @@ def test_the_user_name_lookup_answers_as_the_unit_of_work(live, api, directory, 
         {"filter": f'userName eq "{unique("nobody")}@example.com"'},
     ]
     for params in queries:
-        before = _paths(USERS_ROUTE)
+        before = _paths(LOOKUP_ROUTE)
         fast = scim.get("/Users", params=params)
-        _went(before, USERS_ROUTE, event_loop=1)
-        KNOWN_TYPES.pop(directory["id"])
-        before = _paths(USERS_ROUTE)
+        _went(before, LOOKUP_ROUTE, event_loop=1)
+        KNOWN_DIRECTORIES.pop(directory["id"])
+        before = _paths(LOOKUP_ROUTE)
         slow = scim.get("/Users", params=params)
-        _went(before, USERS_ROUTE, unit_of_work=1)
+        _went(before, LOOKUP_ROUTE, unit_of_work=1)
         assert fast.status_code == slow.status_code == 200, (fast.text, slow.text)
         assert fast.headers["content-type"] == slow.headers["content-type"]
         assert fast.json() == slow.json()
@@ -375,13 +390,136 @@ def test_the_user_name_lookup_opens_nothing_for_other_tokens(live, api, director
     other = make_directory(api)
     with scim_client(other) as other_scim:
         create_user(other_scim)
-        before = _paths(USERS_ROUTE)
+        before = _paths(LOOKUP_ROUTE)
         foreign = other_scim.get(f"{directory['scim']['base_url']}/Users", params=query)
         assert_scim_error(foreign, 404)
-        _went(before, USERS_ROUTE, unit_of_work=1)
+        _went(before, LOOKUP_ROUTE, unit_of_work=1)
     with httpx.Client(base_url=directory["scim"]["base_url"]) as anonymous:
         wrong = anonymous.get("/Users", params=query, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
     rotated = api.post(f"/directories/{directory['id']}/scim_token")
     assert rotated.status_code in (200, 201), rotated.text
     assert_scim_error(scim.get("/Users", params=query), 401)
+
+
+# --- POST /Users ------------------------------------------------------------------------
+
+
+def _user_rows(engine, user_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        row = (
+            conn.execute(sa.text("SELECT * FROM directory_users WHERE id = :u"), {"u": user_id})
+            .mappings()
+            .one()
+        )
+        event = conn.execute(
+            sa.text(
+                "SELECT data FROM events WHERE event = 'dsync.user.created' AND data ->> 'id' = :u"
+            ),
+            {"u": user_id},
+        ).scalar_one()
+        work = conn.execute(
+            sa.text(
+                "SELECT id, kind, user_ids, correlation_id FROM directory_events "
+                "WHERE user_ids ->> 0 = :u"
+            ),
+            {"u": user_id},
+        ).one()
+        outbox = conn.execute(
+            sa.text("SELECT count(*) FROM outbox_messages WHERE kwargs ->> 'event_id' = :w"),
+            {"w": work.id},
+        ).scalar_one()
+        return {"row": dict(row), "event": event, "work": work, "outbox": outbox}
+
+
+def test_a_user_created_on_the_event_loop_is_what_the_unit_of_work_creates(
+    live, directory, scim
+) -> None:
+    from dsync_helpers import user_body
+
+    create_user(scim)  # the unit of work learns the directory
+    extra = {
+        "externalId": unique("ext"),
+        "displayName": "Ada L",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+            "department": "R&D",
+            "manager": {"value": "mgr-1"},
+        },
+        "x-unknown": {"kept": True},
+    }
+    answers = {}
+    for way in ("event_loop", "unit_of_work"):
+        if way == "unit_of_work":
+            KNOWN_DIRECTORIES.pop(directory["id"])
+        before = _paths(USERS_ROUTE)
+        answer = scim.post("/Users", json=user_body(None, **{**extra, "externalId": unique("e")}))
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["location"] == answer.json()["meta"]["location"]
+        _went(before, USERS_ROUTE, **{way: 1})
+        answers[way] = answer.json()
+    fast, slow = answers["event_loop"], answers["unit_of_work"]
+    varying = ("id", "userName", "emails", "externalId", "meta")
+    assert {k: v for k, v in fast.items() if k not in varying} == {
+        k: v for k, v in slow.items() if k not in varying
+    }
+    assert scim.get(f"/Users/{fast['id']}").json() == fast
+    rows = {w: _user_rows(live.runtime.engine, answers[w]["id"]) for w in answers}
+    with live.runtime.session() as session:
+        user = session.get(DirectoryUser, fast["id"])
+        assert user is not None
+        assert rows["event_loop"]["event"] == ser.directory_user(user)
+    same = ("directory_id", "organization_id", "display_name", "active", "version", "attributes")
+    for column in same[:-1]:
+        assert rows["event_loop"]["row"][column] == rows["unit_of_work"]["row"][column]
+    assert rows["event_loop"]["row"]["user_name_key"] == fast["userName"].lower()
+    for way in answers:
+        assert rows[way]["work"].kind == "user.created" and rows[way]["work"].correlation_id
+    assert rows["event_loop"]["outbox"] == 0 and rows["unit_of_work"]["outbox"] == 1
+    # The worker links it to a user of the organization, through the drain.
+    _drain(live)
+    with live.runtime.session() as session:
+        linked = session.scalar(
+            sa.select(DirectoryUser.user_id).where(DirectoryUser.id == fast["id"])
+        )
+        assert linked is not None
+
+
+def test_a_refused_user_is_answered_by_the_unit_of_work_with_nothing_written(
+    live, directory, scim
+) -> None:
+    from dsync_helpers import user_body
+
+    taken = create_user(scim)
+    before = _paths(USERS_ROUTE)
+    duplicate = scim.post("/Users", json=user_body(taken["userName"].upper()))
+    assert_scim_error(duplicate, 409, "uniqueness")
+    no_name = scim.post("/Users", json={"schemas": user_body()["schemas"], "active": True})
+    assert_scim_error(no_name, 400)
+    bad_active = scim.post("/Users", json=user_body(None, active="maybe"))
+    assert_scim_error(bad_active, 400)
+    too_long = scim.post("/Users", json=user_body("x" * 300 + "@example.com"))
+    assert_scim_error(too_long, 400)
+    _went(before, USERS_ROUTE, unit_of_work=4)
+    with live.runtime.session() as session:
+        count = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(DirectoryUser)
+            .where(DirectoryUser.directory_id == directory["id"])
+        )
+        assert count == 1
+
+
+def test_okta_lookup_then_create_then_lookup_all_on_the_event_loop(directory, scim) -> None:
+    from dsync_helpers import user_body
+
+    create_user(scim)  # the unit of work learns the directory
+    name = f"{unique('okta')}@example.com"
+    query = {"filter": f'userName eq "{name}"', "startIndex": "1", "count": "100"}
+    before = {r: _paths(r) for r in (USERS_ROUTE, LOOKUP_ROUTE)}
+    assert scim.get("/Users", params=query).json()["totalResults"] == 0
+    created = scim.post("/Users", json=user_body(name))
+    assert created.status_code == 201, created.text
+    found = scim.get("/Users", params=query).json()
+    assert found["totalResults"] == 1 and found["Resources"] == [created.json()]
+    _went(before[USERS_ROUTE], USERS_ROUTE, event_loop=1)
+    _went(before[LOOKUP_ROUTE], LOOKUP_ROUTE, event_loop=2)

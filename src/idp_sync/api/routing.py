@@ -75,7 +75,8 @@ class UnitOfWorkRoute(APIRoute):
         path: EventLoopPath | None = getattr(self.endpoint, _EVENT_LOOP_FIRST, None)
         if path is None:
             return unit_of_work
-        return _event_loop_first_route(path, unit_of_work, self.path_format)
+        route_name = f"{','.join(sorted(self.methods or ()))} {self.path_format}"
+        return _event_loop_first_route(path, unit_of_work, route_name)
 
     def _unit_of_work(
         self, handler: Callable[[Request], Coroutine[Any, Any, Response]]

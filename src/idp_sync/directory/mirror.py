@@ -90,7 +90,7 @@ def get_user(session: Session, directory: Directory, user_id: str) -> DirectoryU
 
 def create_user(session: Session, directory: Directory, body: dict[str, Any]) -> DirectoryUser:
     """RFC 7644 §3.3: a new User; a taken userName (case-insensitively) is 409 uniqueness."""
-    attrs = _stored(body)
+    attrs = stored(body)
     columns = user_columns(attrs)
     _check_user_name(session, directory.id, columns.user_name, None)
     now = utcnow()
@@ -120,7 +120,7 @@ def replace_user(
     session: Session, directory: Directory, user: DirectoryUser, body: dict[str, Any]
 ) -> DirectoryUser:
     """RFC 7644 §3.5.1: PUT replaces every attribute the client may set."""
-    return _write_user(session, directory, user, _stored(body))
+    return _write_user(session, directory, user, stored(body))
 
 
 def patch_user(
@@ -209,7 +209,7 @@ def get_group(
 
 def create_group(session: Session, directory: Directory, body: dict[str, Any]) -> DirectoryGroup:
     """RFC 7644 §3.3: a new Group, with the ``members`` it names (Okta sends them here)."""
-    attrs = _stored(body)
+    attrs = stored(body)
     wanted = member_ids(attrs.pop(attr_key(attrs, "members"), None))
     name = _display_name(attrs)
     _check_display_name(session, directory.id, name, None)
@@ -244,7 +244,7 @@ def replace_group(
 ) -> DirectoryGroup:
     """PUT: attributes replaced; ``members``, when given, replace the member set (Okta).
     Absent ``members`` leave members alone, so a rename never empties a group."""
-    attrs = _stored(body)
+    attrs = stored(body)
     key = attr_key(attrs, "members")
     delta = None
     if key in attrs:
@@ -356,7 +356,7 @@ def _check_display_name(session: Session, directory_id: str, name: str, own: str
 # --- helpers --------------------------------------------------------------------------
 
 
-def _stored(body: dict[str, Any]) -> dict[str, Any]:
+def stored(body: dict[str, Any]) -> dict[str, Any]:
     """The attributes kept for a resource: all the client sent (unknown ones included),
     minus server-owned ones and ``password`` (RFC 7643 §4.1.1: never returned; Okta sends
     one on create, and this server authenticates nobody with it)."""

@@ -7,6 +7,7 @@ IdP adapter (``request.state.scim_body``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from idp_sync.directory import members, mirror
 from idp_sync.directory.models import Directory, DirectoryGroup, DirectoryUser
-from idp_sync.directory.scim import filters, lookup_async, members_async, schemas
+from idp_sync.directory.scim import filters, members_async, schemas, users_async
+from idp_sync.directory.scim.adapters import adapter_for
 from idp_sync.directory.scim.errors import InvalidFilter, InvalidSyntax, ScimError, ScimNotFound
 from idp_sync.directory.scim.listing import Listing
 from idp_sync.directory.scim.patch import parse_ops
 from idp_sync.directory.scim.routing import (
-    KNOWN_TYPES,
+    KNOWN_DIRECTORIES,
     MAX_BODY_BYTES,
     ScimRoute,
     event_loop_first,
@@ -109,7 +111,43 @@ def _user(
     return resource
 
 
+async def _create_user_on_event_loop(
+    request: Request, runtime: Runtime, reader: PostgresReader
+) -> Response | None:
+    """A new User (``users_async``); None for the unit of work to answer anything else,
+    errors included (a body it refuses, a taken userName)."""
+    directory_id = request.path_params["directory_id"]
+    known = KNOWN_DIRECTORIES.get(directory_id)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if known is None or scheme.lower() != "bearer" or not token.strip():
+        return None
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if len(raw) <= MAX_BODY_BYTES else None
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    user = users_async.create_values(
+        directory_id, known.organization_id, adapter_for(known.type).normalise(body)
+    )
+    if user is None:
+        return None
+    resource = await users_async.create_user(
+        runtime,
+        reader,
+        token=token.strip(),
+        user=user,
+        base_url=f"{str(request.base_url).rstrip('/')}/scim/v2/{directory_id}",
+    )
+    if resource is None:
+        return None
+    SCIM_REQUESTS.labels(known.type, "POST", "201").inc()
+    return scim_response(resource, 201, resource["meta"]["location"])
+
+
 @router.post("/Users", status_code=201)
+@event_loop_first(_create_user_on_event_loop)
 def create_user(request: Request, session: SessionDep, directory: DirectoryDep) -> JSONResponse:
     user = mirror.create_user(session, directory, _body(request))
     resource = _user(request, directory, user)
@@ -119,15 +157,15 @@ def create_user(request: Request, session: SessionDep, directory: DirectoryDep) 
 async def _find_user_on_event_loop(
     request: Request, runtime: Runtime, reader: PostgresReader
 ) -> Response | None:
-    """``userName eq "..."``, the IdPs' check before a create (``lookup_async``); None for
+    """``userName eq "..."``, the IdPs' check before a create (``users_async``); None for
     the unit of work to answer any other query, errors included."""
-    key = lookup_async.user_name_query(dict(request.query_params))
+    key = users_async.user_name_query(dict(request.query_params))
     directory_id = request.path_params["directory_id"]
-    kind = KNOWN_TYPES.get(directory_id)
+    known = KNOWN_DIRECTORIES.get(directory_id)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if key is None or kind is None or scheme.lower() != "bearer" or not token.strip():
+    if key is None or known is None or scheme.lower() != "bearer" or not token.strip():
         return None
-    found = await lookup_async.find_by_user_name(
+    found = await users_async.find_by_user_name(
         reader,
         directory_id=directory_id,
         token=token.strip(),
@@ -136,7 +174,7 @@ async def _find_user_on_event_loop(
     )
     if found is None:
         return None
-    SCIM_REQUESTS.labels(kind, "GET", "200").inc()
+    SCIM_REQUESTS.labels(known.type, "GET", "200").inc()
     return scim_response(found)
 
 
@@ -273,12 +311,12 @@ async def _patch_members_on_event_loop(
     if "attributes" in params or "excludedAttributes" in params:
         return None
     directory_id = request.path_params["directory_id"]
-    kind = KNOWN_TYPES.get(directory_id)
+    known = KNOWN_DIRECTORIES.get(directory_id)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if kind is None or scheme.lower() != "bearer" or not token.strip():
+    if known is None or scheme.lower() != "bearer" or not token.strip():
         return None
     raw = await request.body()
-    delta = members_async.member_delta(kind, raw) if len(raw) <= MAX_BODY_BYTES else None
+    delta = members_async.member_delta(known.type, raw) if len(raw) <= MAX_BODY_BYTES else None
     if delta is None:
         return None
     done = await members_async.patch_members(
@@ -292,7 +330,7 @@ async def _patch_members_on_event_loop(
     )
     if not done:
         return None
-    SCIM_REQUESTS.labels(kind, "PATCH", "204").inc()
+    SCIM_REQUESTS.labels(known.type, "PATCH", "204").inc()
     return Response(status_code=204)
 
 

@@ -20,8 +20,8 @@ which cost as much as the rest of the request): after the commit the drain task
 ``idp_sync.directory.sync_pending`` is asked for (coalesced, ``tasks.request_task``;
 beat runs it too), and the events' sequencing. Anything else (another
 operation, a member replace, a projection asked for, an unknown token, group or
-directory type, a closed pooled connection) answers None with nothing written, and the
-unit of work answers as it always has.
+directory type, more than ``MAX_MEMBERS`` members, a closed pooled connection) answers
+None with nothing written, and the unit of work answers as it always has.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ from idp_sync.tasks import request_sequencing, request_task
 
 KIND = "group.members"  # the directory event's kind, as ``mirror._write_group`` writes it
 ADDED, REMOVED = "dsync.group.user_added", "dsync.group.user_removed"
+# Members one PATCH may name and still run here: building thousands of events would hold
+# the event loop (every other request) for as long; large PATCHes run in the threadpool.
+MAX_MEMBERS = 100
 
 _DIRS = cast(Table, Directory.__table__)
 _GROUPS = cast(Table, DirectoryGroup.__table__)
@@ -122,7 +125,7 @@ def member_delta(directory_type: str, raw: bytes) -> tuple[list[str], list[str]]
         rest, delta = split_members(parse_ops(adapter_for(directory_type).normalise(body)))
     except ScimError:
         return None
-    if rest or delta.clear or delta.empty:
+    if rest or delta.clear or delta.empty or len(delta.add) + len(delta.remove) > MAX_MEMBERS:
         return None
     return list(delta.add), sorted(delta.remove)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -41,11 +41,17 @@ MEDIA_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a 50,000-member PATCH is about 3 MB
 
 
-# Each directory's type (immutable: no API changes it), as the unit of work last saw it
-# authenticated: an event-loop path picks the IdP adapter by it before its statement,
-# which checks the token itself. Ids are never reused, so a stale entry cannot mislead.
-KNOWN_TYPES: dict[str, str] = {}
-_KNOWN_TYPES_MAX = 100_000
+class KnownDirectory(NamedTuple):
+    type: str
+    organization_id: str
+
+
+# Each directory's type and organization (immutable: no API changes them), as the unit of
+# work saw them when it authenticated a request: an event-loop path picks the IdP
+# adapter by the type before its statement, which checks the token itself (and the
+# organization). Ids are never reused, so a stale entry cannot mislead.
+KNOWN_DIRECTORIES: dict[str, KnownDirectory] = {}
+_KNOWN_MAX = 100_000
 _EVENT_LOOP_FIRST = "__idp_sync_scim_event_loop_first__"
 # The common case of a SCIM write, on the event loop: its response, or None for the unit
 # of work to answer (having written nothing).
@@ -72,8 +78,9 @@ class ScimRoute(APIRoute):
         path: ScimEventLoopPath | None = getattr(self.endpoint, _EVENT_LOOP_FIRST, None)
         if path is None:
             return unit_of_work
-        event_loop = API_PATHS.labels(self.path_format, "event_loop")
-        thread = API_PATHS.labels(self.path_format, "unit_of_work")
+        route_name = f"{','.join(sorted(self.methods or ()))} {self.path_format}"
+        event_loop = API_PATHS.labels(route_name, "event_loop")
+        thread = API_PATHS.labels(route_name, "unit_of_work")
 
         async def first(request: Request) -> Response:
             runtime: Runtime = request.app.state.runtime
@@ -132,10 +139,10 @@ def _authenticate(request: Request, session: Session) -> Directory:
         raise ScimUnauthorized("invalid bearer token")
     if directory.id != request.path_params.get("directory_id"):
         raise ScimNotFound("directory not found")
-    if directory.id not in KNOWN_TYPES:
-        if len(KNOWN_TYPES) >= _KNOWN_TYPES_MAX:
-            KNOWN_TYPES.clear()
-        KNOWN_TYPES[directory.id] = directory.type
+    if directory.id not in KNOWN_DIRECTORIES:
+        if len(KNOWN_DIRECTORIES) >= _KNOWN_MAX:
+            KNOWN_DIRECTORIES.clear()
+        KNOWN_DIRECTORIES[directory.id] = KnownDirectory(directory.type, directory.organization_id)
     return directory
 
 
