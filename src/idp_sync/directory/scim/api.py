@@ -27,6 +27,7 @@ from idp_sync.directory.scim.patch import parse_ops
 from idp_sync.directory.scim.routing import (
     KNOWN_DIRECTORIES,
     MAX_BODY_BYTES,
+    KnownDirectory,
     ScimRoute,
     event_loop_first,
     scim_response,
@@ -52,8 +53,30 @@ DirectoryDep = Annotated[Directory, Depends(_directory)]
 ListingDep = Annotated[Listing, Depends(Listing)]
 
 
-def _base(request: Request, directory: Directory) -> str:
-    return f"{str(request.base_url).rstrip('/')}/scim/v2/{directory.id}"
+def _base(request: Request, directory: Directory | str) -> str:
+    directory_id = directory if isinstance(directory, str) else directory.id
+    return f"{str(request.base_url).rstrip('/')}/scim/v2/{directory_id}"
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """What an event-loop path knows before its statement: the directory (as the unit of
+    work last authenticated it) and the bearer token, which the statement checks."""
+
+    directory_id: str
+    known: KnownDirectory
+    token: str
+
+
+def _caller(request: Request) -> _Caller | None:
+    """None (the unit of work answers, its 401 included) unless the directory is known
+    and a bearer token was sent."""
+    directory_id = request.path_params["directory_id"]
+    known = KNOWN_DIRECTORIES.get(directory_id)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if known is None or scheme.lower() != "bearer" or not token.strip():
+        return None
+    return _Caller(directory_id, known, token.strip())
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -116,10 +139,8 @@ async def _create_user_on_event_loop(
 ) -> Response | None:
     """A new User (``users_async``); None for the unit of work to answer anything else,
     errors included (a body it refuses, a taken userName)."""
-    directory_id = request.path_params["directory_id"]
-    known = KNOWN_DIRECTORIES.get(directory_id)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if known is None or scheme.lower() != "bearer" or not token.strip():
+    caller = _caller(request)
+    if caller is None:
         return None
     raw = await request.body()
     try:
@@ -128,17 +149,18 @@ async def _create_user_on_event_loop(
         return None
     if not isinstance(body, dict):
         return None
+    known = caller.known
     user = users_async.create_values(
-        directory_id, known.organization_id, adapter_for(known.type).normalise(body)
+        caller.directory_id, known.organization_id, adapter_for(known.type).normalise(body)
     )
     if user is None:
         return None
     resource = await users_async.create_user(
         runtime,
         reader,
-        token=token.strip(),
+        token=caller.token,
         user=user,
-        base_url=f"{str(request.base_url).rstrip('/')}/scim/v2/{directory_id}",
+        base_url=_base(request, caller.directory_id),
     )
     if resource is None:
         return None
@@ -160,21 +182,19 @@ async def _find_user_on_event_loop(
     """``userName eq "..."``, the IdPs' check before a create (``users_async``); None for
     the unit of work to answer any other query, errors included."""
     key = users_async.user_name_query(dict(request.query_params))
-    directory_id = request.path_params["directory_id"]
-    known = KNOWN_DIRECTORIES.get(directory_id)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if key is None or known is None or scheme.lower() != "bearer" or not token.strip():
+    caller = _caller(request)
+    if key is None or caller is None:
         return None
     found = await users_async.find_by_user_name(
         reader,
-        directory_id=directory_id,
-        token=token.strip(),
+        directory_id=caller.directory_id,
+        token=caller.token,
         key=key,
-        base_url=f"{str(request.base_url).rstrip('/')}/scim/v2/{directory_id}",
+        base_url=_base(request, caller.directory_id),
     )
     if found is None:
         return None
-    SCIM_REQUESTS.labels(known.type, "GET", "200").inc()
+    SCIM_REQUESTS.labels(caller.known.type, "GET", "200").inc()
     return scim_response(found)
 
 
@@ -310,27 +330,26 @@ async def _patch_members_on_event_loop(
     params = request.query_params
     if "attributes" in params or "excludedAttributes" in params:
         return None
-    directory_id = request.path_params["directory_id"]
-    known = KNOWN_DIRECTORIES.get(directory_id)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if known is None or scheme.lower() != "bearer" or not token.strip():
+    caller = _caller(request)
+    if caller is None:
         return None
+    kind = caller.known.type
     raw = await request.body()
-    delta = members_async.member_delta(known.type, raw) if len(raw) <= MAX_BODY_BYTES else None
+    delta = members_async.member_delta(kind, raw) if len(raw) <= MAX_BODY_BYTES else None
     if delta is None:
         return None
     done = await members_async.patch_members(
         runtime,
         reader,
-        directory_id=directory_id,
+        directory_id=caller.directory_id,
         group_id=request.path_params["group_id"],
-        token=token.strip(),
+        token=caller.token,
         add=delta[0],
         remove=delta[1],
     )
     if not done:
         return None
-    SCIM_REQUESTS.labels(known.type, "PATCH", "204").inc()
+    SCIM_REQUESTS.labels(kind, "PATCH", "204").inc()
     return Response(status_code=204)
 
 
