@@ -155,6 +155,10 @@ async def patch_members(
                     "add": list(add),
                     "remove": list(remove),
                 },
+                # Planned for these values each time: PostgreSQL's generic plan of this
+                # statement (chosen for prepared statements after five runs) takes twice
+                # as long as planning and running it afresh (docs/benchmarks.md).
+                prepare=False,
             )
             rows = await cursor.fetchall()
             if not rows:
