@@ -46,10 +46,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.metrics_registry = _metrics_registry(runtime)
     errors.install(app)
     # Routers are matched in this order, router by router: the hottest paths (membership
-    # reads, then the ACS: docs/benchmarks.md) first. No two routers share a path prefix.
+    # reads, the ACS, what IdPs push over SCIM: docs/benchmarks.md) first. No two routers
+    # share a path prefix.
     for router in (
         memberships_router,
         sso_flow_router,
+        scim_router,
         ops.router,
         rbac_router,
         organizations_router,
@@ -57,7 +59,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         events_router,
         jobs_router,
         directory_router,
-        scim_router,
         webhooks_router,
         sso_router,
     ):
