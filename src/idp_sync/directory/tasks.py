@@ -2,10 +2,11 @@
 
 A SCIM write commits directory events, the worker's work. The unit of work also commits
 an outbox row per event, published after commit, for ``idp_sync.directory.sync``; the
-member PATCH on the event loop writes none, and asks for ``idp_sync.directory.sync_pending``,
-which drains every pending event oldest first (requests are coalesced, and beat runs it
-on a schedule as a safety net), as sign-ins are drained. Both fold in whole directories'
-pending events, so whichever runs first does the work and the other finds it done.
+event-loop paths (the member PATCH, ``POST /Users``) write none, and ask for
+``idp_sync.directory.sync_pending``, which drains every pending event oldest first
+(requests are coalesced, and beat runs it on a schedule as a safety net), as sign-ins are
+drained. Both fold in whole directories' pending events, so whichever runs first does the
+work and the other finds it done.
 """
 
 from __future__ import annotations
