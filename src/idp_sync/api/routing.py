@@ -34,11 +34,10 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Callable[..., Any])
 _READ_ONLY = "__idp_sync_read_only__"
 _EVENT_LOOP_FIRST = "__idp_sync_event_loop_first__"
-# The common case of a hot write, on the event loop: its response, or None for the unit
-# of work to answer. Raises only what the unit of work would (e.g. ``Unauthorized``).
-EventLoopPath = Callable[
-    [Request, Runtime, PostgresReader, IdempotencyGuard | None], Awaitable[Response | None]
-]
+# The common case of a hot request, on the event loop: its response, or None for the
+# unit of work to answer (having written nothing). Raises only what the unit of work would.
+EventLoopPath = Callable[[Request, Runtime, PostgresReader], Awaitable[Response | None]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def read_only(endpoint: Endpoint) -> Endpoint:
@@ -51,11 +50,12 @@ def read_only(endpoint: Endpoint) -> Endpoint:
 
 
 def event_loop_first(path: EventLoopPath) -> Callable[[AnyEndpoint], AnyEndpoint]:
-    """Try ``path`` before the endpoint, on PostgreSQL: a write whose common case runs
-    on the event loop in a transaction of its own on the async pool (no session, no
-    thread), and whose every other case (``path`` answers None, having written nothing)
-    runs as the endpoint, in the unit of work. Goes below the ``@router.post`` line.
-    ``idp_sync_api_paths_total`` counts which way each request went."""
+    """Try ``path`` before the endpoint, on PostgreSQL: a request whose common case runs
+    on the event loop on the async pool (no session, no thread), and whose every other
+    case (``path`` answers None, having written nothing) runs as the endpoint, in the unit
+    of work. Goes below the ``@router.<method>`` line; ``UnitOfWorkRoute`` and
+    ``ScimRoute`` honour it (``event_loop_first_route``). ``idp_sync_api_paths_total``
+    counts which way each request went."""
 
     def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
         setattr(endpoint, _EVENT_LOOP_FIRST, path)
@@ -72,11 +72,7 @@ class UnitOfWorkRoute(APIRoute):
         if getattr(self.endpoint, _READ_ONLY, False):
             return _read_only_route(handler)
         unit_of_work = self._unit_of_work(handler)
-        path: EventLoopPath | None = getattr(self.endpoint, _EVENT_LOOP_FIRST, None)
-        if path is None:
-            return unit_of_work
-        route_name = f"{','.join(sorted(self.methods or ()))} {self.path_format}"
-        return _event_loop_first_route(path, unit_of_work, route_name)
+        return event_loop_first_route(self, unit_of_work, _authenticate_on_loop)
 
     def _unit_of_work(
         self, handler: Callable[[Request], Coroutine[Any, Any, Response]]
@@ -92,7 +88,7 @@ class UnitOfWorkRoute(APIRoute):
                     request,
                     lambda verifier, token: run_in_threadpool(verifier.verify, session, token),
                 )
-                guard = await _guard(request)
+                guard = await idempotency_guard(request)
                 ttl = runtime.settings.idempotency_ttl_hours
                 if guard is not None:
                     stored = await run_in_threadpool(guard.claim, session, ttl)
@@ -121,29 +117,40 @@ class UnitOfWorkRoute(APIRoute):
         return route
 
 
-def _event_loop_first_route(
-    path: EventLoopPath,
-    unit_of_work: Callable[[Request], Coroutine[Any, Any, Response]],
-    route_name: str,
-) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+def event_loop_first_route(
+    route: APIRoute,
+    unit_of_work: Handler,
+    before: Callable[[Request, PostgresReader], Awaitable[None]] | None = None,
+) -> Handler:
+    """``unit_of_work``, or, for an endpoint marked ``event_loop_first``, its path tried
+    first on PostgreSQL (after ``before``, e.g. the API key check), counted either way."""
+    path: EventLoopPath | None = getattr(route.endpoint, _EVENT_LOOP_FIRST, None)
+    if path is None:
+        return unit_of_work
+    route_name = f"{','.join(sorted(route.methods or ()))} {route.path_format}"
     event_loop = API_PATHS.labels(route_name, "event_loop")
     thread = API_PATHS.labels(route_name, "unit_of_work")
 
-    async def route(request: Request) -> Response:
+    async def first(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         reader = runtime.reader()
         if isinstance(reader, PostgresReader):
-            request.state.api_key_id = await _authenticate(
-                request, lambda verifier, token: verifier.verify_async(reader, token)
-            )
-            response = await path(request, runtime, reader, await _guard(request))
+            if before is not None:
+                await before(request, reader)
+            response = await path(request, runtime, reader)
             if response is not None:
                 event_loop.inc()
                 return response
         thread.inc()
         return await unit_of_work(request)
 
-    return route
+    return first
+
+
+async def _authenticate_on_loop(request: Request, reader: PostgresReader) -> None:
+    request.state.api_key_id = await _authenticate(
+        request, lambda verifier, token: verifier.verify_async(reader, token)
+    )
 
 
 def _commit_and_close(session: Session, guard: IdempotencyGuard | None, response: Response) -> None:
@@ -204,7 +211,8 @@ async def _authenticate(request: Request, verify: Verify) -> str:
     return str(key_id)
 
 
-async def _guard(request: Request) -> IdempotencyGuard | None:
+async def idempotency_guard(request: Request) -> IdempotencyGuard | None:
+    """The request's ``Idempotency-Key`` guard (POST with the header), else None."""
     client_key = request.headers.get("idempotency-key")
     if request.method != "POST" or not client_key:
         return None

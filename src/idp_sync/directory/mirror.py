@@ -90,20 +90,9 @@ def get_user(session: Session, directory: Directory, user_id: str) -> DirectoryU
 
 def create_user(session: Session, directory: Directory, body: dict[str, Any]) -> DirectoryUser:
     """RFC 7644 §3.3: a new User; a taken userName (case-insensitively) is 409 uniqueness."""
-    attrs = stored(body)
-    columns = user_columns(attrs)
-    _check_user_name(session, directory.id, columns.user_name, None)
-    now = utcnow()
-    user = DirectoryUser(
-        id=new_id("directory_user"),
-        directory_id=directory.id,
-        organization_id=directory.organization_id,
-        attributes=attrs,
-        version=1,
-        created_at=now,
-        updated_at=now,
-        **column_values(columns),
-    )
+    values = new_user_values(directory.id, directory.organization_id, body)
+    _check_user_name(session, directory.id, values["user_name"], None)
+    user = DirectoryUser(**values)
     session.add(user)
     session.flush()
     record_event(
@@ -114,6 +103,24 @@ def create_user(session: Session, directory: Directory, body: dict[str, Any]) ->
     )
     directory_event(session, directory.id, "user.created", user_ids=[user.id])
     return user
+
+
+def new_user_values(
+    directory_id: str, organization_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The row of a new User for ``body`` (``InvalidValue`` where RFC 7643 refuses it)."""
+    attrs = stored(body)
+    now = utcnow()
+    return {
+        "id": new_id("directory_user"),
+        "directory_id": directory_id,
+        "organization_id": organization_id,
+        "attributes": attrs,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        **column_values(user_columns(attrs)),
+    }
 
 
 def replace_user(

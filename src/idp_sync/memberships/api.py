@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from idp_sync.api.routing import (
     UnitOfWorkRoute,
     event_loop_first,
+    idempotency_guard,
     read_only,
     reader_of,
     respond,
     session_of,
 )
-from idp_sync.auth.idempotency import IdempotencyGuard
 from idp_sync.errors import IdpSyncError, NotFound, Unprocessable
 from idp_sync.memberships import create_async, services
 from idp_sync.memberships import serializers as ser
@@ -63,7 +63,7 @@ def _render(session: Session, membership: OrganizationMembership) -> JSONRespons
 
 
 async def _create_on_event_loop(
-    request: Request, runtime: Runtime, reader: PostgresReader, guard: IdempotencyGuard | None
+    request: Request, runtime: Runtime, reader: PostgresReader
 ) -> Response | None:
     """The common create (``create_async``); None for the unit of work to answer, which
     also gives every error, so a body it would refuse goes there unread."""
@@ -78,7 +78,7 @@ async def _create_on_event_loop(
         organization_id=body.organization_id,
         user_id=body.user_id,
         role_slugs=slugs,
-        guard=guard,
+        guard=await idempotency_guard(request),
     )
     return None if created is None else respond(created, status_code=201)
 

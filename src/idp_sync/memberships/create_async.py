@@ -44,6 +44,7 @@ from idp_sync.auth.idempotency import IdempotencyGuard
 from idp_sync.auth.models import IdempotencyRecord
 from idp_sync.db import utcnow
 from idp_sync.directory.models import DirectoryUser
+from idp_sync.errors import Unprocessable
 from idp_sync.events.models import Event
 from idp_sync.ids import new_id
 from idp_sync.memberships.models import (
@@ -55,6 +56,7 @@ from idp_sync.memberships.models import (
 from idp_sync.memberships.queries import user_json_sql
 from idp_sync.memberships.recompute import RoleCatalog
 from idp_sync.memberships.serializers import membership_data
+from idp_sync.memberships.services import check_role_slugs
 from idp_sync.organizations.models import Organization
 from idp_sync.rbac.resolver import MembershipInput, RoleState, resolve
 from idp_sync.runtime import PostgresReader, Runtime
@@ -83,15 +85,15 @@ class OrgRoleIndex:
 
     def api_roles(self, requested: Sequence[str] | None) -> list[str] | None:
         """The API roles as ``services.validate_role_slugs`` accepts them, or None where
-        it would refuse them (the unit of work then answers with its error)."""
+        it refuses them (the unit of work then answers with its error)."""
         if requested is None:
             return []
-        wanted = list(dict.fromkeys(requested))
-        if not wanted or (len(wanted) > 1 and not self.state.multiple_roles):
+        try:
+            return check_role_slugs(
+                requested, assignable=self.role_ids, multiple_roles=self.state.multiple_roles
+            )
+        except Unprocessable:
             return None
-        if any(slug not in self.role_ids for slug in wanted):
-            return None
-        return wanted
 
 
 def _cache_key(organization_id: str) -> tuple[str, str]:

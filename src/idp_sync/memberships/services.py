@@ -6,7 +6,7 @@ pure and cheap, so the response already shows the effective roles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session, lazyload
@@ -47,17 +47,24 @@ def lock_membership(session: Session, membership_id: str) -> OrganizationMembers
 
 def validate_role_slugs(catalog: RoleCatalog, org: OrgRoles, slugs: Sequence[str]) -> list[str]:
     """The requested API roles, checked: assignable here, and one unless multiple roles is on."""
+    return check_role_slugs(slugs, assignable=org.by_slug, multiple_roles=catalog.multiple_roles)
+
+
+def check_role_slugs(
+    slugs: Sequence[str], *, assignable: Container[str], multiple_roles: bool
+) -> list[str]:
+    """``slugs`` without repeats, or ``Unprocessable`` with the WorkOS error code."""
     wanted = list(dict.fromkeys(slugs))
     if not wanted:
         raise Unprocessable(
             "role_slugs must not be empty", errors=[{"code": "required", "field": "role_slugs"}]
         )
-    if len(wanted) > 1 and not catalog.multiple_roles:
+    if len(wanted) > 1 and not multiple_roles:
         raise Unprocessable(
             "more than one role was given but multiple roles is not enabled in this environment",
             code="multiple_roles_not_enabled",
         )
-    unknown = [slug for slug in wanted if slug not in org.by_slug]
+    unknown = [slug for slug in wanted if slug not in assignable]
     if unknown:
         # An organization role of another organization is unknown here, by design.
         raise Unprocessable(

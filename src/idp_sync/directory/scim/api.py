@@ -7,7 +7,6 @@ IdP adapter (``request.state.scim_body``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -17,19 +16,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from idp_sync.api.routing import event_loop_first
 from idp_sync.directory import members, mirror
 from idp_sync.directory.models import Directory, DirectoryGroup, DirectoryUser
 from idp_sync.directory.scim import filters, members_async, schemas, users_async
-from idp_sync.directory.scim.adapters import adapter_for
 from idp_sync.directory.scim.errors import InvalidFilter, InvalidSyntax, ScimError, ScimNotFound
 from idp_sync.directory.scim.listing import Listing
 from idp_sync.directory.scim.patch import parse_ops
 from idp_sync.directory.scim.routing import (
     KNOWN_DIRECTORIES,
-    MAX_BODY_BYTES,
     KnownDirectory,
     ScimRoute,
-    event_loop_first,
+    normalised_body,
     scim_response,
 )
 from idp_sync.metrics import SCIM_REQUESTS
@@ -142,17 +140,11 @@ async def _create_user_on_event_loop(
     caller = _caller(request)
     if caller is None:
         return None
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if len(raw) <= MAX_BODY_BYTES else None
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
     known = caller.known
-    user = users_async.create_values(
-        caller.directory_id, known.organization_id, adapter_for(known.type).normalise(body)
-    )
+    body = normalised_body(await request.body(), known.type)
+    if body is None:
+        return None
+    user = users_async.create_values(caller.directory_id, known.organization_id, body)
     if user is None:
         return None
     resource = await users_async.create_user(
@@ -334,8 +326,8 @@ async def _patch_members_on_event_loop(
     if caller is None:
         return None
     kind = caller.known.type
-    raw = await request.body()
-    delta = members_async.member_delta(kind, raw) if len(raw) <= MAX_BODY_BYTES else None
+    body = normalised_body(await request.body(), kind)
+    delta = members_async.member_delta(body) if body is not None else None
     if delta is None:
         return None
     done = await members_async.patch_members(

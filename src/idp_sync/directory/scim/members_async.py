@@ -27,7 +27,6 @@ None with nothing written, and the unit of work answers as it always has.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
@@ -47,7 +46,6 @@ from idp_sync.directory.models import (
     DirectoryGroupMember,
     DirectoryUser,
 )
-from idp_sync.directory.scim.adapters import adapter_for
 from idp_sync.directory.scim.errors import ScimError
 from idp_sync.directory.scim.patch import parse_ops, split_members
 from idp_sync.directory.services import hash_token
@@ -111,18 +109,12 @@ RECORD = text(
 )
 
 
-def member_delta(directory_type: str, raw: bytes) -> tuple[list[str], list[str]] | None:
-    """(add, remove) of a PATCH body that only adds or removes members, normalised by the
-    directory's adapter as ``ScimRoute`` does; None for any other body (the unit of work
-    then parses it again, and answers with its errors)."""
+def member_delta(body: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """(add, remove) of a PATCH body (normalised, ``routing.normalised_body``) that only
+    adds or removes members; None for any other body (the unit of work then parses it
+    again, and answers with its errors)."""
     try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    try:
-        rest, delta = split_members(parse_ops(adapter_for(directory_type).normalise(body)))
+        rest, delta = split_members(parse_ops(body))
     except ScimError:
         return None
     if rest or delta.clear or delta.empty or len(delta.add) + len(delta.remove) > MAX_MEMBERS:

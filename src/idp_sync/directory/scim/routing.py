@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from idp_sync.api.routing import event_loop_first_route
 from idp_sync.api.threads import finishing
 from idp_sync.directory.models import Directory
 from idp_sync.directory.scim.adapters import adapter_for
@@ -33,8 +34,8 @@ from idp_sync.directory.scim.errors import (
 )
 from idp_sync.directory.services import directory_for_token
 from idp_sync.errors import IdpSyncError
-from idp_sync.metrics import API_PATHS, SCIM_REQUESTS
-from idp_sync.runtime import PostgresReader, Runtime
+from idp_sync.metrics import SCIM_REQUESTS
+from idp_sync.runtime import Runtime
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/scim+json"
@@ -52,48 +53,14 @@ class KnownDirectory(NamedTuple):
 # organization). Ids are never reused, so a stale entry cannot mislead.
 KNOWN_DIRECTORIES: dict[str, KnownDirectory] = {}
 _KNOWN_MAX = 100_000
-_EVENT_LOOP_FIRST = "__idp_sync_scim_event_loop_first__"
-# The common case of a SCIM write, on the event loop: its response, or None for the unit
-# of work to answer (having written nothing).
-ScimEventLoopPath = Callable[[Request, Runtime, PostgresReader], Awaitable[Response | None]]
-AnyEndpoint = TypeVar("AnyEndpoint", bound=Callable[..., Any])
-
-
-def event_loop_first(path: ScimEventLoopPath) -> Callable[[AnyEndpoint], AnyEndpoint]:
-    """Try ``path`` before the endpoint, on PostgreSQL (as ``api.routing.event_loop_first``
-    does for the management API); ``idp_sync_api_paths_total`` counts each way."""
-
-    def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
-        setattr(endpoint, _EVENT_LOOP_FIRST, path)
-        return endpoint
-
-    return mark
 
 
 class ScimRoute(APIRoute):
     """Every SCIM route: directory bearer token, request in one transaction, SCIM errors."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        unit_of_work = self._unit_of_work(super().get_route_handler())
-        path: ScimEventLoopPath | None = getattr(self.endpoint, _EVENT_LOOP_FIRST, None)
-        if path is None:
-            return unit_of_work
-        route_name = f"{','.join(sorted(self.methods or ()))} {self.path_format}"
-        event_loop = API_PATHS.labels(route_name, "event_loop")
-        thread = API_PATHS.labels(route_name, "unit_of_work")
-
-        async def first(request: Request) -> Response:
-            runtime: Runtime = request.app.state.runtime
-            reader = runtime.reader()
-            if isinstance(reader, PostgresReader):
-                response = await path(request, runtime, reader)
-                if response is not None:
-                    event_loop.inc()
-                    return response
-            thread.inc()
-            return await unit_of_work(request)
-
-        return first
+        # Event-loop paths check the bearer token inside their statement: nothing before.
+        return event_loop_first_route(self, self._unit_of_work(super().get_route_handler()))
 
     def _unit_of_work(
         self, handler: Callable[[Request], Coroutine[Any, Any, Response]]
@@ -162,6 +129,22 @@ async def _body(request: Request) -> Any:
         raise InvalidSyntax("the request body must be a JSON object")
     directory: Directory = request.state.directory
     return adapter_for(directory.type).normalise(body)
+
+
+def normalised_body(raw: bytes, directory_type: str) -> dict[str, Any] | None:
+    """For an event-loop path: the JSON object of ``raw`` as ``_body`` gives it to a
+    handler (normalised by the directory's IdP adapter), or None where ``_body`` would
+    refuse it (the unit of work then answers with its error)."""
+    if len(raw) > MAX_BODY_BYTES:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    normalised: dict[str, Any] = adapter_for(directory_type).normalise(body)
+    return normalised
 
 
 def _as_scim_error(exc: Exception) -> ScimError | None:

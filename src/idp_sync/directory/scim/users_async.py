@@ -30,10 +30,8 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Table, text
 
 from idp_sync.context import current_correlation_id
-from idp_sync.db import utcnow
 from idp_sync.directory import serializers as ser
-from idp_sync.directory.attributes import column_values, user_columns
-from idp_sync.directory.mirror import stored
+from idp_sync.directory.mirror import new_user_values
 from idp_sync.directory.models import Directory, DirectoryEvent, DirectoryUser
 from idp_sync.directory.scim import schemas
 from idp_sync.directory.scim.errors import ScimError
@@ -145,23 +143,11 @@ def create_values(
 ) -> SimpleNamespace | None:
     """The row ``mirror.create_user`` would insert for ``body`` (already normalised by
     the directory's adapter), or None where it would refuse the body."""
-    attrs = stored(body)
     try:
-        columns = user_columns(attrs)
+        values = new_user_values(directory_id, organization_id, body)
     except ScimError:
         return None
-    now = utcnow()
-    return SimpleNamespace(
-        id=new_id("directory_user"),
-        directory_id=directory_id,
-        organization_id=organization_id,
-        attributes=attrs,
-        version=1,
-        created_at=now,
-        updated_at=now,
-        deleted_at=None,
-        **column_values(columns),
-    )
+    return SimpleNamespace(**values, deleted_at=None)
 
 
 async def create_user(
