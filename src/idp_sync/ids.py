@@ -77,6 +77,25 @@ def new_id(kind: str) -> str:
     return f"{PREFIXES[kind]}_{encode_ulid(_next_ulids(1)[0])}"
 
 
+def reserve_ids(kind: str, count: int) -> str:
+    """The first of ``count`` new ids of ``kind``, reserved as ``new_ids`` would make them
+    but not written out: ``ids_from`` gives them all later, wherever they are needed (a
+    large PATCH's events are made by the sequencer, in the order of their reservation)."""
+    return f"{PREFIXES[kind]}_{encode_ulid(_next_ulids(max(count, 1))[0])}"
+
+
+def ids_from(first: str, count: int) -> list[str]:
+    """The ``count`` ids ``reserve_ids`` reserved from ``first``."""
+    prefix, _, body = first.rpartition("_")
+    value = 0
+    for char in body:
+        value = (value << 5) | _DECODE[char]
+    return [f"{prefix}_{encode_ulid(value + i)}" for i in range(count)]
+
+
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+
+
 def new_ids(kind: str, count: int) -> list[str]:
     """``count`` new ids of ``kind``, increasing, made under one lock (bulk writes)."""
     prefix = PREFIXES[kind] + "_"

@@ -110,16 +110,19 @@ class PostgresReader:
                 await self._pool.check()
         raise AssertionError("unreachable")
 
-    async def write(self, statement: Any, params: Mapping[str, Any]) -> list[Row]:
+    async def write(
+        self, statement: Any, params: Mapping[str, Any], *, prepare: bool | None = None
+    ) -> list[Row]:
         """One statement that writes, in a transaction of its own (autocommit: the
         statement is the transaction, one round trip), and its rows. No retry: a write
         may have committed before its connection failed; a caller that meets
-        ``psycopg.OperationalError`` can answer through the sync engine instead."""
+        ``psycopg.OperationalError`` can answer through the sync engine instead.
+        ``prepare``: psycopg's (False: planned afresh each time, never prepared)."""
         if not self._open:
             await self._pool.open()
             self._open = True
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(self.sql(statement), params)
+            cursor = await conn.execute(self.sql(statement), params, prepare=prepare)
             rows: list[Row] = await cursor.fetchall()
             return rows
 

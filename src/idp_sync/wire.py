@@ -23,6 +23,12 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def iso_sql(column: str) -> str:
+    """``iso`` in PostgreSQL, for statements that render objects themselves: UTC,
+    milliseconds (truncated, as ``iso`` does), ``Z``. Colons escaped for ``text()``."""
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.MS\"Z\"')"
+
+
 @dataclass(frozen=True)
 class PageParams:
     limit: int = 10

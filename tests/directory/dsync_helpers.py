@@ -106,3 +106,15 @@ def mapped_directory(session):  # type: ignore[no-untyped-def]
     group = mirror.create_group(session, directory, {"displayName": unique("Eng")})
     services.create_mapping(session, directory, group=group.id, role_slug=role.slug, actor="t")
     return org, directory, group, role
+
+
+def sequence_events(engine) -> None:  # type: ignore[no-untyped-def]
+    """Run the sequencer once, as the worker does after a commit: it writes the member
+    events an event-loop PATCH reserved (``directory.member_events``), then positions
+    every event."""
+    from sqlalchemy.orm import Session
+
+    from idp_sync.events.sequencer import assign_sequence
+
+    with Session(engine) as session, session.begin():
+        assign_sequence(session)

@@ -18,6 +18,7 @@ from dsync_helpers import (
     make_org,
     patch,
     scim_client,
+    sequence_events,
 )
 
 from conftest import unique, wait_for
@@ -115,6 +116,18 @@ def test_a_member_patch_runs_on_the_event_loop_and_writes_what_the_unit_of_work_
             answer = patch(scim, f"/Groups/{group_id}", *ops)  # the last adds a present member
             assert answer.status_code == 204, answer.text
         _went(before, **{way: 3})
+    # The event loop's events are reserved (the first two PATCHes changed members, the
+    # third nothing) until the sequencer writes them.
+    assert _written(live.runtime.engine, by_loop)["events"] == []
+    with live.runtime.engine.connect() as conn:
+        pending = conn.execute(
+            sa.text(
+                "SELECT added, removed FROM pending_member_events WHERE group_id = :g ORDER BY id"
+            ),
+            {"g": by_loop},
+        ).all()
+    assert [tuple(p) for p in pending] == [(sorted(users[:2]), []), ([users[2]], [users[1]])]
+    sequence_events(live.runtime.engine)
     loop, unit = _written(live.runtime.engine, by_loop), _written(live.runtime.engine, by_unit)
     assert loop["members"] == unit["members"] == sorted([users[0], users[2]])
     # The same events (a request writes its additions, then its removals), with the

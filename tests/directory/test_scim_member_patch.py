@@ -7,7 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from dsync_helpers import create_group, create_user, mapped_directory, patch, scim_client
+from dsync_helpers import (
+    create_group,
+    create_user,
+    mapped_directory,
+    patch,
+    scim_client,
+    sequence_events,
+)
 from sqlalchemy import func, select
 
 from conftest import unique
@@ -49,6 +56,7 @@ def test_only_member_adds_and_removes_share_the_group_lock(ops, shared) -> None:
 
 
 def _added_events(engine, group_id: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    sequence_events(engine)  # writes what event-loop PATCHes reserved
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(

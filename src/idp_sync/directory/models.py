@@ -130,6 +130,28 @@ class DirectoryEvent(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class PendingMemberEvents(Base):
+    """The ``dsync.group.user_added`` / ``user_removed`` events of one member PATCH taken
+    on the event loop, reserved rather than written: the request commits the members, the
+    worker's directory events and this row together; the sequencer writes the events from
+    it (``directory.member_events``) before it positions anything, so they take their
+    place in the stream by their reserved ids, as if the request had written them.
+
+    ``id`` is the first reserved event id; ``added`` then ``removed`` (user ids, sorted)
+    take the ids that follow it (``ids.ids_from``), in that order.
+    """
+
+    __tablename__ = "pending_member_events"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(50))
+    directory_id: Mapped[str] = mapped_column(String(50))
+    group_id: Mapped[str] = mapped_column(String(50))
+    added: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    removed: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class GroupRoleMapping(Base):
     """A directory group (by id, or by name before the first push) mapped to a role.
 

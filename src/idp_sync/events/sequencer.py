@@ -9,7 +9,10 @@ transaction. So:
   together: the set of positions a reader sees is always gapless, and a poller paging
   with ``after`` never skips an event that committed late;
 * within one membership or object, changes are serialised by row locks, so their events'
-  ids, and hence their positions, follow the order of the changes.
+  ids, and hence their positions, follow the order of the changes;
+* events reserved rather than written by their request (a member PATCH on the event
+  loop, ``directory.member_events``) are written here first, with their reserved ids, so
+  the same holds for them.
 
 Hooks registered in ``SEQUENCED_HOOKS`` (webhook fan-out) run in the same transaction.
 """
@@ -40,6 +43,12 @@ def assign_sequence(session: Session, limit: int = SEQUENCE_BATCH) -> list[Event
     transaction, and run the hooks on them. Returns them in position order."""
     if is_postgres(session):
         session.execute(select(func.pg_advisory_xact_lock(SEQUENCER_LOCK)))
+    # Events reserved by member PATCHes on the event loop are written first, under the
+    # lock: positioned by their ids among the others, as if their request had written
+    # them. (Imported here: the directory package builds on this one.)
+    from idp_sync.directory.member_events import write_pending
+
+    write_pending(session)
     last = session.scalar(select(func.max(Event.seq))) or 0
     events = list(
         session.scalars(select(Event).where(Event.seq.is_(None)).order_by(Event.id).limit(limit))

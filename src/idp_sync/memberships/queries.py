@@ -17,7 +17,7 @@ from idp_sync.memberships.models import MembershipRole, OrganizationMembership
 from idp_sync.memberships.serializers import membership_data
 from idp_sync.organizations.models import Organization
 from idp_sync.users.models import User
-from idp_sync.wire import iso
+from idp_sync.wire import iso, iso_sql
 
 if TYPE_CHECKING:
     from idp_sync.runtime import Reader
@@ -115,12 +115,6 @@ def user_of_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def _iso_sql(column: str) -> str:
-    """``wire.iso`` in PostgreSQL: UTC, milliseconds (truncated, as ``iso`` does), ``Z``.
-    Colons escaped for ``text()``."""
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.MS\"Z\"')"
-
-
 def user_json_sql(alias: str) -> str:
     """``user_of_row``'s object built by PostgreSQL (``jsonb``) from the ``users`` row
     ``alias``, for statements that store or return it without a round trip through
@@ -134,7 +128,7 @@ def user_json_sql(alias: str) -> str:
         f"'profile_picture_url', {u}.profile_picture_url, "
         f"'external_id', {u}.external_id, 'locale', {u}.locale, "
         f"'metadata', coalesce({u}.metadata, CAST('{{}}' AS jsonb)), "
-        f"'last_sign_in_at', {_iso_sql(f'{u}.last_sign_in_at')}, "
-        f"'created_at', {_iso_sql(f'{u}.created_at')}, "
-        f"'updated_at', {_iso_sql(f'{u}.updated_at')})"
+        f"'last_sign_in_at', {iso_sql(f'{u}.last_sign_in_at')}, "
+        f"'created_at', {iso_sql(f'{u}.created_at')}, "
+        f"'updated_at', {iso_sql(f'{u}.updated_at')})"
     )
