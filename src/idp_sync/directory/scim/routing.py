@@ -128,7 +128,7 @@ async def _body(request: Request) -> Any:
     if not isinstance(body, dict):
         raise InvalidSyntax("the request body must be a JSON object")
     directory: Directory = request.state.directory
-    return adapter_for(directory.type).normalise(body)
+    return adapter_for(directory.type).normalise(body, fresh=True)
 
 
 def normalised_body(raw: bytes, directory_type: str) -> dict[str, Any] | None:
@@ -143,7 +143,7 @@ def normalised_body(raw: bytes, directory_type: str) -> dict[str, Any] | None:
         return None
     if not isinstance(body, dict):
         return None
-    normalised: dict[str, Any] = adapter_for(directory_type).normalise(body)
+    normalised: dict[str, Any] = adapter_for(directory_type).normalise(body, fresh=True)
     return normalised
 
 
