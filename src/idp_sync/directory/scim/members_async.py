@@ -76,17 +76,21 @@ def _change_sql() -> str:
         "WHERE id = :directory_id AND token_hash = :digest), "
         f"grp AS (SELECT g.* FROM {_GROUPS.name} AS g JOIN dir ON g.directory_id = dir.id "
         "WHERE g.id = :group_id AND g.deleted_at IS NULL FOR SHARE OF g), "
-        # The ids come as JSON arrays, joined as rows (duplicates are gone already).
+        # The ids come as JSON arrays (duplicates are gone already), each looked up by its
+        # key: a 1-member PATCH probes one index entry, not the directory's users
+        # (``OFFSET 0`` keeps each lookup a lookup, whatever the estimates).
         f"removed AS (DELETE FROM {_MEMBERS.name} AS m USING grp, "
-        "jsonb_array_elements_text(CAST(:remove AS jsonb)) AS gone (id) "
-        "WHERE m.group_id = grp.id AND m.user_id = gone.id RETURNING m.user_id), "
+        "jsonb_array_elements_text(CAST(:remove AS jsonb)) AS gone (id), "
+        f"LATERAL (SELECT x.ctid FROM {_MEMBERS.name} AS x "
+        "WHERE x.group_id = grp.id AND x.user_id = gone.id OFFSET 0) AS hit "
+        "WHERE m.ctid = hit.ctid RETURNING m.user_id), "
         f"added AS (INSERT INTO {_MEMBERS.name} (group_id, user_id) "
         "SELECT grp.id, du.id FROM grp "
         "CROSS JOIN jsonb_array_elements_text(CAST(:add AS jsonb)) AS want (id) "
-        f"JOIN {_USERS.name} AS du ON du.id = want.id AND du.directory_id = grp.directory_id "
-        "WHERE du.deleted_at IS NULL "
+        f"CROSS JOIN LATERAL (SELECT u.id FROM {_USERS.name} AS u WHERE u.id = want.id "
+        "AND u.directory_id = grp.directory_id AND u.deleted_at IS NULL "
         f"AND NOT EXISTS (SELECT 1 FROM {_MEMBERS.name} AS m "
-        "WHERE m.group_id = grp.id AND m.user_id = du.id) "
+        "WHERE m.group_id = grp.id AND m.user_id = u.id) OFFSET 0) AS du "
         "ORDER BY du.id ON CONFLICT DO NOTHING RETURNING user_id), "
         "touched AS (SELECT t.user_id, t.was_added, "
         "(row_number() OVER (ORDER BY t.user_id) - 1) / :chunk AS chunk "
