@@ -118,3 +118,19 @@ def sequence_events(engine) -> None:  # type: ignore[no-untyped-def]
 
     with Session(engine) as session, session.begin():
         assign_sequence(session)
+
+
+def member_events(engine, group_id: str) -> list[tuple[str, str, int | None, dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    """(id, name, position, data) of the ``dsync.group.user_*`` events about a group that
+    are written, in id order (``sequence_events`` writes the reserved ones)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, event, seq, data FROM events WHERE event LIKE 'dsync.group.user_%' "
+                "AND data -> 'group' ->> 'id' = :g ORDER BY id"
+            ),
+            {"g": group_id},
+        ).all()
+    return [(r.id, r.event, r.seq, r.data) for r in rows]

@@ -9,7 +9,14 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from dsync_helpers import create_group, create_user, patch, scim_client, sequence_events
+from dsync_helpers import (
+    create_group,
+    create_user,
+    member_events,
+    patch,
+    scim_client,
+    sequence_events,
+)
 
 from idp_sync.directory import serializers as ser
 from idp_sync.directory.mirror import EVENT_CHUNK
@@ -28,18 +35,6 @@ def _add(ids: list[str]) -> dict[str, Any]:
 
 def _remove(ids: list[str]) -> dict[str, Any]:
     return {"op": "remove", "path": "members", "value": [{"value": i} for i in ids]}
-
-
-def _events(engine, group_id: str) -> list[tuple[str, str, int | None, dict[str, Any]]]:  # type: ignore[no-untyped-def]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT id, event, seq, data FROM events WHERE event LIKE 'dsync.group.user_%' "
-                "AND data -> 'group' ->> 'id' = :g ORDER BY id"
-            ),
-            {"g": group_id},
-        ).all()
-    return [(r.id, r.event, r.seq, r.data) for r in rows]
 
 
 def _seed_users(live, directory: dict[str, Any], n: int) -> list[str]:  # type: ignore[no-untyped-def]
@@ -82,12 +77,12 @@ def test_thousands_of_members_on_the_event_loop_give_the_unit_of_works_events(
         ).scalars()
         assert members == ADD_MANY
         assert [len(w) for w in work] == [EVENT_CHUNK, EVENT_CHUNK, ADD_MANY - 2 * EVENT_CHUNK]
-    assert _events(engine, by_loop) == []
+    assert member_events(engine, by_loop) == []
     # The unit of work writes them in the request (the directory unknown to this process).
     KNOWN_DIRECTORIES.pop(directory["id"])
     assert patch(scim, f"/Groups/{by_unit}", _add(users)).status_code == 204
     sequence_events(engine)
-    loop, unit = _events(engine, by_loop), _events(engine, by_unit)
+    loop, unit = member_events(engine, by_loop), member_events(engine, by_unit)
     assert len(loop) == len(unit) == ADD_MANY
     # Same names and data (but each its own group), users in id order, ids increasing as
     # reserved, positions following the ids.

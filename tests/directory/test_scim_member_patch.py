@@ -6,11 +6,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import sqlalchemy as sa
 from dsync_helpers import (
     create_group,
     create_user,
     mapped_directory,
+    member_events,
     patch,
     scim_client,
     sequence_events,
@@ -57,15 +57,7 @@ def test_only_member_adds_and_removes_share_the_group_lock(ops, shared) -> None:
 
 def _added_events(engine, group_id: str) -> list[dict]:  # type: ignore[no-untyped-def]
     sequence_events(engine)  # writes what event-loop PATCHes reserved
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT data FROM events WHERE event = 'dsync.group.user_added' "
-                "AND data->'group'->>'id' = :g ORDER BY id"
-            ),
-            {"g": group_id},
-        ).scalars()
-        return list(rows)
+    return [d for _, name, _, d in member_events(engine, group_id) if name.endswith("_added")]
 
 
 def test_concurrent_member_patches_all_apply_and_report_each_member_once(
