@@ -51,6 +51,12 @@ API_PATHS = Counter(
     "Hot management API and SCIM requests by how they ran",
     ["route", "path"],
 )
+# Users written by one statement of the event loop's POST /Users (``users_async._Writer``).
+SCIM_CREATE_BATCH = Histogram(
+    "idp_sync_scim_create_batch_size",
+    "SCIM users created per statement on the event loop",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
 WEBHOOK_DELIVERIES = Counter(
     "idp_sync_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"]
 )

@@ -536,3 +536,113 @@ def test_okta_lookup_then_create_then_lookup_all_on_the_event_loop(directory, sc
     assert found["totalResults"] == 1 and found["Resources"] == [created.json()]
     _went(before[USERS_ROUTE], USERS_ROUTE, event_loop=1)
     _went(before[LOOKUP_ROUTE], LOOKUP_ROUTE, event_loop=2)
+
+
+def _batch_sizes() -> tuple[float, float]:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"idp_sync_scim_create_batch_size_{name}") or 0.0
+
+    return sample("count"), sample("sum")
+
+
+def test_creates_arriving_together_are_written_by_one_statement(live, api, directory) -> None:
+    """``users_async._Writer``: the creates waiting while a statement is in flight are
+    written by the next one; within it, a taken userName (by an earlier row of the same
+    batch too) and a token that does not open the directory write nothing for that user."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from dsync_helpers import user_body
+
+    from idp_sync.directory.scim import users_async
+    from idp_sync.runtime import PostgresReader
+
+    token = directory["scim"]["bearer_token"]
+    names = [f"{unique('batch')}@example.com" for _ in range(12)]
+    bodies = [user_body(n) for n in names] + [user_body(names[0].upper()) for _ in range(2)]
+    users = [
+        users_async.create_values(directory["id"], directory["organization_id"], b) for b in bodies
+    ]
+    stranger = users_async.create_values(
+        directory["id"], directory["organization_id"], user_body(f"{unique('x')}@example.com")
+    )
+    assert stranger is not None and all(u is not None for u in users)
+    runtime: Any = SimpleNamespace(celery=None)
+
+    async def create_all() -> list[dict[str, Any] | None]:
+        reader = PostgresReader(live.runtime.settings.database_url)
+        try:
+            calls = [
+                users_async.create_user(runtime, reader, token=token, user=u, base_url="http://x")
+                for u in users
+            ]
+            calls.append(
+                users_async.create_user(
+                    runtime, reader, token="not-the-token", user=stranger, base_url="http://x"
+                )
+            )
+            return await asyncio.gather(*calls)
+        finally:
+            await reader.close()
+
+    before = _batch_sizes()
+    answers = asyncio.run(create_all())
+    count, total = (a - b for a, b in zip(_batch_sizes(), before, strict=True))
+    assert (count, total) == (1, len(users) + 1)  # one statement for all fifteen
+    # The twelve names, each once; the two upper-cased repeats and the stranger: nothing.
+    assert [a is not None for a in answers] == [True] * 12 + [False] * 3
+    assert [a["userName"] for a in answers[:12] if a] == names
+    with live.runtime.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT du.id, "
+                "(SELECT count(*) FROM events e WHERE e.event = 'dsync.user.created' "
+                "AND e.data ->> 'id' = du.id) AS events, "
+                "(SELECT count(*) FROM directory_events w WHERE w.kind = 'user.created' "
+                "AND w.user_ids ->> 0 = du.id) AS work "
+                "FROM directory_users du WHERE du.directory_id = :d ORDER BY du.id"
+            ),
+            {"d": directory["id"]},
+        ).all()
+    assert sorted(r.id for r in rows) == sorted(a["id"] for a in answers if a)
+    assert all((r.events, r.work) == (1, 1) for r in rows)
+
+
+def test_concurrent_posts_get_what_one_at_a_time_would(live, directory, scim) -> None:
+    """Sixteen POSTs at once, four of them the same userName in different cases: one of
+    those four is created and three answered 409 (by the unit of work); the twelve
+    others are created, each with its event."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dsync_helpers import user_body
+
+    create_user(scim)  # the unit of work learns the directory
+    shared = f"{unique('same')}@example.com"
+    bodies = [user_body(f"{unique('c')}@example.com") for _ in range(12)]
+    bodies += [user_body(shared), user_body(shared.upper()), user_body(shared), user_body(shared)]
+
+    def post(body: dict[str, Any]) -> httpx.Response:
+        with scim_client(directory) as client:
+            return client.post("/Users", json=body)
+
+    before = _paths(USERS_ROUTE)
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(post, bodies))
+    assert [a.status_code for a in answers[:12]] == [201] * 12, [a.text for a in answers]
+    assert sorted(a.status_code for a in answers[12:]) == [201, 409, 409, 409]
+    for refused in (a for a in answers[12:] if a.status_code == 409):
+        assert_scim_error(refused, 409, "uniqueness")
+    after = _paths(USERS_ROUTE)
+    assert after["event_loop"] - before["event_loop"] == 13
+    assert after["unit_of_work"] - before["unit_of_work"] == 3
+    with live.runtime.engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM events WHERE event = 'dsync.user.created' "
+                "AND data ->> 'directory_id' = :d"
+            ),
+            {"d": directory["id"]},
+        ).scalar_one()
+    assert events == 14  # the first user, twelve, and one of the four
