@@ -216,6 +216,7 @@ class _Writer:
         return await done
 
     async def _drain(self) -> None:
+        batch: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         try:
             while self.waiting:
                 batch = self.waiting[:MAX_BATCH]
@@ -226,7 +227,8 @@ class _Writer:
                         done.set_result(row["id"] in written)
         finally:
             self.busy = False
-            for _, done in self.waiting:  # only if the loop itself failed
+            # Only if this task was cancelled (the loop closing): nothing is left waiting.
+            for _, done in [*batch, *self.waiting]:
                 if not done.done():
                     done.set_result(False)
             self.waiting.clear()
