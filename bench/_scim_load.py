@@ -43,6 +43,23 @@ class Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def send(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        # A keep-alive connection the server closed while it sat idle (uvicorn closes them
+        # after 5 s; the open loop leaves its extra connections idle) is reopened rather
+        # than written to, as any HTTP client does; if the server closes it just as the
+        # request goes out (nothing answered), the request is sent once more on a new one.
+        reused = self.writer is not None
+        if self.reader is not None and self.reader.at_eof():
+            self.close()
+            reused = False
+        try:
+            return await self._send(method, path, body)
+        except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self.close()
+            return await self._send(method, path, body)
+
+    async def _send(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None

@@ -351,6 +351,7 @@ def _latencies(sent: Load, ids: list[str], seen: dict[str, float]) -> dict[str, 
         "p99": pick(0.99),
         "max": delays[-1] if delays else float("nan"),
         "missing": missing,
+        "errors": sent.errors[:3],
     }
 
 
@@ -441,7 +442,7 @@ def report_big(targets: list[Target]) -> None:
 
 
 def report_latency(result: dict[str, Any]) -> None:
-    bad = f", {result['bad']} NON-2xx" if result["bad"] else ""
+    bad = f", {result['bad']} NON-2xx: {result['errors']}" if result["bad"] else ""
     print(
         f"group change -> role on Redis worker: {result['sent']} PATCHes at "
         f"{result['rate']:.0f}/s (PATCH p50 {result['patch_p50_ms']:.1f} ms, p99 "
