@@ -58,7 +58,7 @@ from idp_sync.tasks import request_sequencing, request_task
 
 KIND = "group.members"  # the directory event's kind, as ``mirror._write_group`` writes it
 # Members one PATCH may name and still run here. The database does the work, but the body
-# is parsed on the event loop (about 3 ms per 1,000 members, docs/benchmarks.md): above
+# is parsed on the event loop (about 1 ms per 1,000 members, docs/benchmarks.md): above
 # this, the threadpool, so that no request holds every other one for long.
 MAX_MEMBERS = 10_000
 
