@@ -116,15 +116,22 @@ class PostgresReader:
         """One statement that writes, in a transaction of its own (autocommit: the
         statement is the transaction, one round trip), and its rows. No retry: a write
         may have committed before its connection failed; a caller that meets
-        ``psycopg.OperationalError`` can answer through the sync engine instead.
+        ``psycopg.OperationalError`` can answer through the sync engine instead (the pool
+        has dropped the connections the server closed by then).
         ``prepare``: psycopg's (False: planned afresh each time, never prepared)."""
+        import psycopg
+
         if not self._open:
             await self._pool.open()
             self._open = True
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(self.sql(statement), params, prepare=prepare)
-            rows: list[Row] = await cursor.fetchall()
-            return rows
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self.sql(statement), params, prepare=prepare)
+                rows: list[Row] = await cursor.fetchall()
+                return rows
+        except psycopg.OperationalError:
+            await self._pool.check()  # a restart or an idle timeout closed pooled ones
+            raise
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
@@ -132,16 +139,19 @@ class PostgresReader:
         back on error), for a hot path that writes (the ACS). In pipeline mode: BEGIN
         goes with the first statement rather than in a round trip of its own. Rows are
         dicts; psycopg types. No retry: a caller that meets ``psycopg.OperationalError``
-        on its first statement can fall back to the sync engine."""
+        on its first statement can fall back to the sync engine (the pool has dropped the
+        connections the server closed by then)."""
+        import psycopg
+
         if not self._open:
             await self._pool.open()
             self._open = True
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            yield conn
-
-    async def check(self) -> None:
-        """Drop the pooled connections the server closed (after an ``OperationalError``)."""
-        await self._pool.check()
+        try:
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                yield conn
+        except psycopg.OperationalError:
+            await self._pool.check()  # a restart or an idle timeout closed pooled ones
+            raise
 
     def sql(self, statement: Any) -> str:
         """``statement`` compiled once for psycopg (``%(name)s`` parameters)."""

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError
 
 from idp_sync.context import correlation_id
 from idp_sync.directory import sync
-from idp_sync.tasks import DbTask, request_task
+from idp_sync.runtime import Runtime
+from idp_sync.tasks import DbTask, request_sequencing, request_task
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,14 @@ log = logging.getLogger(__name__)
 # on ``sync`` meanwhile get their turn).
 RUN_LIMIT = 50
 DRAIN_TASK = "idp_sync.directory.sync_pending"
+
+
+def request_drain(runtime: Runtime) -> None:
+    """After an event-loop commit that wrote directory events (and events, or their
+    reservation): ask for the drain and for the sequencer, off the request path."""
+    if runtime.celery is not None:
+        request_task(runtime.celery, DRAIN_TASK, queue="sync")
+        request_sequencing(runtime.celery)
 
 
 @shared_task(bind=True, base=DbTask, name="idp_sync.directory.sync", queue="sync")

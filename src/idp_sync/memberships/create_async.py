@@ -232,12 +232,10 @@ async def create(
             continue
         except _Fallback:
             return None
-        except psycopg.OperationalError:
-            await reader.check()  # a restart or an idle timeout closed pooled connections
-            return None
         except psycopg.Error:
             # A concurrent create of the pair, a role deleted meanwhile, a value the
-            # database refuses: nothing was written; the unit of work says what it is.
+            # database refuses, a closed connection: nothing was written; the unit of
+            # work says what it is.
             return None
         after_commit(runtime)
         return body

@@ -75,8 +75,7 @@ async def accept(
             profile_id = (await cursor.fetchone())["profile_id"]
     except _Fallback:
         return None
-    except psycopg.OperationalError:
-        await reader.check()  # a restart or an idle timeout closed pooled connections
+    except psycopg.OperationalError:  # a restart or an idle timeout: the thread answers
         return None
     made.code_profile["id"] = profile_id
     return flow.finish(runtime, decided, made)

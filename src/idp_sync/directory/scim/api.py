@@ -77,6 +77,16 @@ def _caller(request: Request) -> _Caller | None:
     return _Caller(directory_id, known, token.strip())
 
 
+async def _caller_with_body(request: Request) -> tuple[_Caller, dict[str, Any]] | None:
+    """``_caller`` and the request's JSON object as the unit of work would see it
+    (``routing.normalised_body``); None where either is."""
+    caller = _caller(request)
+    if caller is None:
+        return None
+    body = normalised_body(await request.body(), caller.known.type)
+    return None if body is None else (caller, body)
+
+
 def _body(request: Request) -> dict[str, Any]:
     body: dict[str, Any] | None = request.state.scim_body
     if body is None:
@@ -137,13 +147,11 @@ async def _create_user_on_event_loop(
 ) -> Response | None:
     """A new User (``users_async``); None for the unit of work to answer anything else,
     errors included (a body it refuses, a taken userName)."""
-    caller = _caller(request)
-    if caller is None:
+    found = await _caller_with_body(request)
+    if found is None:
         return None
+    caller, body = found
     known = caller.known
-    body = normalised_body(await request.body(), known.type)
-    if body is None:
-        return None
     user = users_async.create_values(caller.directory_id, known.organization_id, body)
     if user is None:
         return None
@@ -322,12 +330,11 @@ async def _patch_members_on_event_loop(
     params = request.query_params
     if "attributes" in params or "excludedAttributes" in params:
         return None
-    caller = _caller(request)
-    if caller is None:
+    found = await _caller_with_body(request)
+    if found is None:
         return None
-    kind = caller.known.type
-    body = normalised_body(await request.body(), kind)
-    delta = members_async.member_delta(body) if body is not None else None
+    caller, body = found
+    delta = members_async.member_delta(body)
     if delta is None:
         return None
     done = await members_async.patch_members(
@@ -341,7 +348,7 @@ async def _patch_members_on_event_loop(
     )
     if not done:
         return None
-    SCIM_REQUESTS.labels(kind, "PATCH", "204").inc()
+    SCIM_REQUESTS.labels(caller.known.type, "PATCH", "204").inc()
     return Response(status_code=204)
 
 

@@ -51,10 +51,9 @@ from idp_sync.directory.models import (
 from idp_sync.directory.scim.errors import ScimError
 from idp_sync.directory.scim.patch import parse_ops, split_members
 from idp_sync.directory.services import hash_token
-from idp_sync.directory.tasks import DRAIN_TASK
+from idp_sync.directory.tasks import request_drain
 from idp_sync.ids import new_ids, reserve_ids
 from idp_sync.runtime import PostgresReader, Runtime
-from idp_sync.tasks import request_sequencing, request_task
 
 KIND = "group.members"  # the directory event's kind, as ``mirror._write_group`` writes it
 # Members one PATCH may name and still run here. The database does the work, but the body
@@ -162,14 +161,11 @@ async def patch_members(
         # (chosen for prepared statements after five runs) takes twice as long as
         # planning and running it afresh (docs/benchmarks.md).
         rows = await reader.write(CHANGE, params, prepare=False)
-    except psycopg.OperationalError:
-        await reader.check()  # a restart or an idle timeout closed pooled connections
-        return False
     except psycopg.Error:
-        return False  # a value the database refuses, a user deleted meanwhile: rolled back
+        # A value the database refuses, a closed connection: rolled back, nothing written.
+        return False
     if not rows or not rows[0]["found"]:
         return False  # no such directory, token or group: nothing written
-    if rows[0]["work"] and runtime.celery is not None:
-        request_task(runtime.celery, DRAIN_TASK, queue="sync")
-        request_sequencing(runtime.celery)
+    if rows[0]["work"]:
+        request_drain(runtime)
     return True

@@ -118,32 +118,32 @@ async def _body(request: Request) -> Any:
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ScimError("the request body is too large", status=413)
     if not raw.strip():
         return None  # handlers that need a body say so (InvalidSyntax)
+    directory: Directory = request.state.directory
+    return _decoded(raw, directory.type)
+
+
+def normalised_body(raw: bytes, directory_type: str) -> dict[str, Any] | None:
+    """For an event-loop path: the JSON object of ``raw`` as ``_body`` gives it to a
+    handler, or None where ``_body`` would refuse it (the unit of work then answers with
+    its error)."""
+    try:
+        return _decoded(raw, directory_type)
+    except ScimError:
+        return None
+
+
+def _decoded(raw: bytes, directory_type: str) -> dict[str, Any]:
+    """The JSON object of a request body, normalised by the directory's IdP adapter."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise ScimError("the request body is too large", status=413)
     try:
         body = _parse(raw)
     except ValueError:
         raise InvalidSyntax("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidSyntax("the request body must be a JSON object")
-    directory: Directory = request.state.directory
-    return adapter_for(directory.type).normalise(body, fresh=True)
-
-
-def normalised_body(raw: bytes, directory_type: str) -> dict[str, Any] | None:
-    """For an event-loop path: the JSON object of ``raw`` as ``_body`` gives it to a
-    handler (normalised by the directory's IdP adapter), or None where ``_body`` would
-    refuse it (the unit of work then answers with its error)."""
-    if len(raw) > MAX_BODY_BYTES:
-        return None
-    try:
-        body = _orjson_loads(raw)
-    except orjson.JSONDecodeError:
-        return None  # or JSON only the standard library reads: the unit of work
-    if not isinstance(body, dict):
-        return None
     normalised: dict[str, Any] = adapter_for(directory_type).normalise(body, fresh=True)
     return normalised
 

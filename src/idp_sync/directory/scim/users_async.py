@@ -41,12 +41,11 @@ from idp_sync.directory.models import Directory, DirectoryEvent, DirectoryUser
 from idp_sync.directory.scim import schemas
 from idp_sync.directory.scim.errors import ScimError
 from idp_sync.directory.services import hash_token
-from idp_sync.directory.tasks import DRAIN_TASK
+from idp_sync.directory.tasks import request_drain
 from idp_sync.events.models import Event
 from idp_sync.ids import new_id
 from idp_sync.metrics import SCIM_CREATE_BATCH
 from idp_sync.runtime import PostgresReader, Runtime
-from idp_sync.tasks import request_sequencing, request_task
 
 log = logging.getLogger(__name__)
 
@@ -237,18 +236,16 @@ class _Writer:
         SCIM_CREATE_BATCH.observe(len(rows))
         try:
             created = await self.reader.write(CREATE, {"rows": Jsonb(rows)})
-        except psycopg.OperationalError:
-            await self.reader.check()  # a restart or an idle timeout closed connections
-            return set()
         except psycopg.Error:
-            return set()  # a value the database refuses: each request's unit of work answers
+            # A value the database refuses, a closed connection: each request's unit of
+            # work answers.
+            return set()
         except Exception:
             log.exception("event-loop user creates failed; the unit of work answers them")
             return set()
         written = {r["id"] for r in created}
-        if written and self.runtime.celery is not None:
-            request_task(self.runtime.celery, DRAIN_TASK, queue="sync")
-            request_sequencing(self.runtime.celery)
+        if written:
+            request_drain(self.runtime)
         return written
 
 
